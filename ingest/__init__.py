@@ -1,0 +1,1 @@
+"""Ingest: outside audio collections → WebDataset shards + the `tracks` manifest."""

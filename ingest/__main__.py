@@ -1,0 +1,59 @@
+"""`just ingest dataset=NAME [source=...] key=value ...`"""
+from __future__ import annotations
+
+from rich.console import Console
+
+from ingest.api import ingest
+from ingest.build import IngestFailed, IngestResult
+from ingest.source import SourceError
+from lake.cli import UsageError, fail, run_main, split_args
+from lake.tables import human_bytes
+
+
+def summary(result: IngestResult, console: Console) -> None:
+    if result.status == "unchanged":
+        console.print(f"[green]{result.dataset}[/]: source unchanged since the last ingest, nothing written "
+                      f"({result.tracks_part}); force=true rebuilds")
+        return
+    rate = result.written / result.seconds if result.seconds else 0.0
+    console.print(
+        f"[green]{result.dataset}[/]: {result.written:,} clips ({result.audio_hours:.2f} h, "
+        f"{human_bytes(result.audio_bytes)}) in {len(result.shards)} shard(s), "
+        f"{result.seconds:.1f} s ({rate:,.0f} clips/s)"
+    )
+    if result.skipped:
+        console.print(f"[yellow]skipped {len(result.skipped)}[/] unreadable or invalid:")
+        for entry in result.skipped[:20]:
+            console.print(f"  {entry['source']}: {entry['reason']}", highlight=False)
+        if len(result.skipped) > 20:
+            console.print(f"  … and {len(result.skipped) - 20} more")
+    if result.duplicates:
+        console.print(f"[yellow]{len(result.duplicates)} groups of identical audio[/] (same sha256), e.g. "
+                      f"{', '.join(result.duplicates[0][:4])}")
+    console.print(f"wrote {result.tracks_part}\n      {result.shards[0] if result.shards else ''}"
+                  f"{' …' if len(result.shards) > 1 else ''}\nreport {result.report}")
+
+
+def main(argv: list[str]) -> int:
+    pairs, words = split_args(argv)
+    if words:
+        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    dataset = pairs.pop("dataset", None)
+    if not dataset:
+        raise UsageError("missing dataset=NAME")
+    console = Console(stderr=True)
+    try:
+        result = ingest(dataset, console=console, **pairs)
+    except SourceError as err:
+        fail(str(err), code=1)
+    except IngestFailed as err:
+        summary(err.result, console)
+        fail(str(err), code=1)
+    except ValueError as err:
+        fail(str(err))
+    summary(result, console)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

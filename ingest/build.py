@@ -1,0 +1,221 @@
+"""One ingest: a source's items → decode-checked → shards + one `tracks` part, committed atomically.
+
+A build writes its shards into a fresh directory `shards/<dataset>/<build_id>/` and commits by
+atomically replacing the dataset's `tracks` part, which names those shards. Until that rename
+readers see the previous build in full; after it, the new one in full; an interrupted build
+leaves only an unreferenced directory that the next run removes.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ingest.check import checked_items
+from ingest.shards import ShardWriter, make_key
+from ingest.source import SourceError, SourceItem, Skipped
+from lake import atomic, catalog, paths
+from lake.schemas import TRACKS_IDENTITY, tracks_table
+
+FINGERPRINT_KEY = "audiolake.ingest.fingerprint"
+BUILD_KEY = "audiolake.ingest.build"
+
+
+@dataclass
+class IngestOptions:
+    dataset: str
+    source: str = ""
+    force: bool = False
+    strict: bool = False
+    transcode: Literal["none", "flac"] = "none"
+    shard_max_mb: float = 256.0
+    shard_max_count: int = 1000
+    workers: int = 0  # 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        paths.check_name("dataset", self.dataset)
+        if self.shard_max_mb <= 0:
+            raise ValueError(f"shard_max_mb={self.shard_max_mb}: must be positive")
+        if self.shard_max_count < 1:
+            raise ValueError(f"shard_max_count={self.shard_max_count}: must be at least 1")
+        if self.workers < 0:
+            raise ValueError(f"workers={self.workers}: must be 0 (auto) or more")
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    status: Literal["written", "unchanged", "failed"]
+    written: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+    shards: list[str] = field(default_factory=list)
+    audio_bytes: int = 0
+    audio_hours: float = 0.0
+    seconds: float = 0.0
+    report: str | None = None
+    tracks_part: str | None = None
+
+
+class IngestFailed(Exception):
+    def __init__(self, message: str, result: IngestResult):
+        super().__init__(message)
+        self.result = result
+
+
+def tracks_part(dataset: str) -> Path:
+    return paths.partition_dir("tracks", dataset=dataset) / "part-000000.parquet"
+
+
+def committed(dataset: str) -> dict[str, str]:
+    part = tracks_part(dataset)
+    return atomic.read_parquet_metadata(part) if part.is_file() else {}
+
+
+@contextmanager
+def dataset_lock(dataset: str) -> Iterator[None]:
+    """Two ingests of one dataset at once would race on the commit; the second waits."""
+    directory = paths.shards_dir(dataset)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_stale_builds(dataset: str, keep: str | None) -> None:
+    for entry in paths.shards_dir(dataset).iterdir():
+        if entry.is_dir() and entry.name != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def build_fingerprint(options: IngestOptions, source_fingerprint: str) -> str:
+    relevant = f"{options.source}|{source_fingerprint}|{options.transcode}|{options.shard_max_mb}|{options.shard_max_count}"
+    return hashlib.sha256(relevant.encode()).hexdigest()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TextColumn("[red]{task.fields[bad]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+def _json_row(dataset: str, item: SourceItem, fmt: str, sha: str, info: Any) -> dict[str, Any]:
+    return {
+        "dataset": dataset, "track_id": item.track_id, "format": fmt, "sha256": sha,
+        "duration_s": info.duration_s, "sample_rate": info.sample_rate,
+        "channels": info.channels, "source": item.source, **item.meta,
+    }
+
+
+def run(options: IngestOptions, items: Iterator[SourceItem | Skipped], source_fingerprint: str,
+        total: int | None = None, console: Console | None = None) -> IngestResult:
+    console = console or Console(stderr=True)
+    fingerprint = build_fingerprint(options, source_fingerprint)
+    with dataset_lock(options.dataset):
+        previous = committed(options.dataset)
+        if previous.get(FINGERPRINT_KEY) == fingerprint and not options.force:
+            return IngestResult(options.dataset, "unchanged", tracks_part=str(tracks_part(options.dataset)))
+        remove_stale_builds(options.dataset, keep=previous.get(BUILD_KEY))
+        build_id = time.strftime("b%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        build_dir = paths.shards_dir(options.dataset) / build_id
+        build_dir.mkdir(parents=True)
+        try:
+            result, rows = _write_shards(options, items, build_dir, total, console)
+            _commit(options, result, rows, fingerprint, build_id)
+        except BaseException:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            raise
+        remove_stale_builds(options.dataset, keep=build_id)
+    catalog.refresh()
+    return result
+
+
+def _write_shards(options, items, build_dir, total, console):
+    started = time.perf_counter()
+    result = IngestResult(options.dataset, "written")
+    workers = options.workers or os.cpu_count() or 1
+    writer = ShardWriter(build_dir, options.dataset, int(options.shard_max_mb * 2**20), options.shard_max_count)
+    rows: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    seen_ids: set[str] = set()
+    by_sha: dict[str, list[str]] = defaultdict(list)
+    root = paths.root()
+    with _progress(console) as progress:
+        task = progress.add_task(f"ingest {options.dataset}", total=total, rate="", bad="")
+        for item, checked in checked_items(items, workers, options.transcode):
+            progress.advance(task)
+            if isinstance(item, Skipped):
+                result.skipped.append({"source": item.source, "reason": item.reason})
+            elif checked.reason is not None:
+                result.skipped.append({"source": item.source, "reason": checked.reason})
+            elif item.track_id in seen_ids:
+                result.skipped.append({"source": item.source, "reason": f"duplicate track_id {item.track_id!r}"})
+            else:
+                seen_ids.add(item.track_id)
+                rows.append(_write_one(options, item, checked, writer, keys, by_sha, root, result))
+            elapsed = time.perf_counter() - started
+            progress.update(task, rate=f"{len(rows) / elapsed:,.0f} clips/s  {result.audio_bytes / 2**20 / elapsed:,.1f} MB/s",
+                            bad=f"{len(result.skipped)} skipped" if result.skipped else "")
+    result.shards = [str(p.relative_to(root)) for p in writer.close()]
+    result.duplicates = [ids for ids in by_sha.values() if len(ids) > 1]
+    result.seconds = time.perf_counter() - started
+    return result, rows
+
+
+def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> dict[str, Any]:
+    audio = checked.transcoded if checked.transcoded is not None else item.read()
+    fmt = "flac" if checked.transcoded is not None else item.format
+    sha = hashlib.sha256(audio).hexdigest()
+    key = make_key(item.track_id, keys)
+    member = writer.write(key, fmt, audio, _json_row(options.dataset, item, fmt, sha, checked.info))
+    by_sha[sha].append(item.track_id)
+    result.written += 1
+    result.audio_bytes += len(audio)
+    result.audio_hours += checked.info.duration_s / 3600
+    return {
+        "dataset": options.dataset, "track_id": item.track_id,
+        "shard": str(member.shard.relative_to(root)), "key": key, "offset": member.offset,
+        "nbytes": member.nbytes, "format": fmt, "sha256": sha,
+        "duration_s": checked.info.duration_s, "sample_rate": checked.info.sample_rate,
+        "channels": checked.info.channels, "source": item.source,
+        **{k: v for k, v in item.meta.items() if k not in TRACKS_IDENTITY.names},
+    }
+
+
+def _commit(options, result, rows, fingerprint, build_id) -> None:
+    report = paths.reports_dir(options.dataset) / "ingest.json"
+    if options.strict and result.skipped:
+        result.status = "failed"
+        _write_report(report, options, result)
+        raise IngestFailed(f"strict=true and {len(result.skipped)} clips were skipped; nothing committed "
+                           f"(first: {result.skipped[0]['source']}: {result.skipped[0]['reason']}; all in {report})", result)
+    if not rows:
+        result.status = "failed"
+        _write_report(report, options, result)
+        raise IngestFailed(f"no readable clips; nothing committed (see {report})", result)
+    part = tracks_part(options.dataset)
+    atomic.write_parquet(tracks_table(rows), part, {FINGERPRINT_KEY: fingerprint, BUILD_KEY: build_id})
+    result.tracks_part = str(part)
+    _write_report(report, options, result)
+
+
+def _write_report(path: Path, options: IngestOptions, result: IngestResult) -> None:
+    result.report = str(path)
+    atomic.write_json({"options": asdict(options), **asdict(result)}, path)
+

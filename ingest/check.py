@@ -1,0 +1,95 @@
+"""Decode-checking in worker processes, in source order, with bounded memory.
+
+Workers only decode (the expensive part); hashing and tar writing stay in the parent, which
+must see every byte anyway. Items go out in chunks to amortise inter-process overhead, and at
+most `window` chunks are in flight so a generator source (demo, hub) is never drained into
+memory ahead of the writer.
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterable, Iterator, Literal
+
+import numpy as np
+import soundfile as sf
+
+from lake.audio import decode
+from ingest.probe import AudioInfo, BadAudio, probe
+from ingest.source import SourceItem, Skipped
+
+
+@dataclass
+class Checked:
+    info: AudioInfo | None = None
+    reason: str | None = None
+    transcoded: bytes | None = None  # FLAC bytes when transcode=flac
+
+
+def to_flac(data: bytes) -> bytes:
+    audio, rate, precision = decode(data)
+    subtype = "PCM_16" if precision in ("PCM_16", "PCM_S8", "PCM_U8", "lossy") else "PCM_24"
+    if audio.shape[1] > 8:
+        raise BadAudio(f"cannot transcode {audio.shape[1]} channels to FLAC (max 8)")
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), rate, format="FLAC", subtype=subtype)
+    return buffer.getvalue()
+
+
+def check_one(item: SourceItem, transcode: str) -> Checked:
+    try:
+        data = item.read()
+    except OSError as err:
+        return Checked(reason=f"cannot read: {err.strerror or err}")
+    try:
+        info = probe(data, item.format)
+        if transcode == "flac" and item.format != "flac":
+            return Checked(info=info, transcoded=to_flac(data))
+        return Checked(info=info)
+    except BadAudio as err:
+        return Checked(reason=str(err))
+
+
+def _check_chunk(chunk: list[SourceItem], transcode: str) -> list[Checked]:
+    return [check_one(item, transcode) for item in chunk]
+
+
+def _chunks(items: Iterable[SourceItem | Skipped], size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def checked_items(
+    items: Iterable[SourceItem | Skipped],
+    workers: int,
+    transcode: Literal["none", "flac"] = "none",
+    chunk_size: int = 16,
+) -> Iterator[tuple[SourceItem | Skipped, Checked | None]]:
+    """Yields (item, result) in source order; `Skipped` entries pass through with None."""
+    if workers <= 1:
+        for item in items:
+            yield item, None if isinstance(item, Skipped) else check_one(item, transcode)
+        return
+    # forkserver: workers start from a clean interpreter, not a fork of a threaded parent.
+    context = multiprocessing.get_context("forkserver")
+    window = workers * 4
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[tuple[list, Future]] = deque()
+        for chunk in _chunks(items, chunk_size):
+            clips = [item for item in chunk if not isinstance(item, Skipped)]
+            pending.append((chunk, pool.submit(_check_chunk, clips, transcode)))
+            if len(pending) >= window:
+                yield from _pair(*pending.popleft())
+        while pending:
+            yield from _pair(*pending.popleft())
+
+
+def _pair(chunk: list, future: Future) -> Iterator[tuple[SourceItem | Skipped, Checked | None]]:
+    results = iter(future.result())
+    for item in chunk:
+        yield item, None if isinstance(item, Skipped) else next(results)

@@ -1,0 +1,109 @@
+"""Decode-check one clip: fully decode it once, report duration, rate and channels.
+
+Decoding the whole clip (not just the header) is what catches truncated and corrupt files;
+libsndfile quietly shortens a truncated WAV to the bytes present, so RIFF/RF64 sizes are also
+checked against the header's declared data size.
+"""
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+# Decoded by libsndfile (MP3 since libsndfile 1.1); everything else goes through FFmpeg (PyAV).
+SOUNDFILE_FORMATS = {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "au", "w64", "caf"}
+AUDIO_EXTENSIONS = SOUNDFILE_FORMATS | {"m4a", "aac", "mp4", "wma", "webm", "mka"}
+_BLOCK_FRAMES = 1 << 18
+
+
+class BadAudio(Exception):
+    """The clip cannot be used; the message is the reason shown in the ingest report."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    duration_s: float
+    sample_rate: int
+    channels: int
+    frames: int
+
+
+def probe(data: bytes, fmt: str) -> AudioInfo:
+    if not data:
+        raise BadAudio("empty file (0 bytes)")
+    fmt = fmt.lower()
+    if fmt in ("wav", "wave"):
+        _check_riff_size(data)
+    info = _probe_soundfile(data) if fmt in SOUNDFILE_FORMATS else _probe_av(data)
+    if info.frames == 0:
+        raise BadAudio("no audio frames decoded")
+    return info
+
+
+def _probe_soundfile(data: bytes) -> AudioInfo:
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            frames = 0
+            for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    raise BadAudio("decoded samples contain NaN or Inf")
+                frames += len(block)
+            rate, channels = handle.samplerate, handle.channels
+    except BadAudio:
+        raise
+    except Exception as err:  # libsndfile reports every failure as one error type or another
+        raise BadAudio(f"not decodable audio: {_one_line(err)}") from None
+    return AudioInfo(frames / rate, rate, channels, frames)
+
+
+def _probe_av(data: bytes) -> AudioInfo:
+    import av  # imported lazily: most collections never need FFmpeg
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise BadAudio("container has no audio stream")
+            stream = container.streams.audio[0]
+            frames, rate, channels = 0, stream.codec_context.sample_rate, stream.codec_context.channels
+            for frame in container.decode(stream):
+                frames += frame.samples
+                rate = frame.sample_rate or rate
+    except BadAudio:
+        raise
+    except Exception as err:  # FFmpeg raises a family of av.error.* types
+        raise BadAudio(f"not decodable audio: {_one_line(err)}") from None
+    if not rate:
+        raise BadAudio("audio stream has no sample rate")
+    return AudioInfo(frames / rate, int(rate), int(channels), frames)
+
+
+def _check_riff_size(data: bytes) -> None:
+    """A WAV whose data chunk declares more bytes than the file holds was cut short."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+        return  # not RIFF: let the decoder say what it is
+    position, declared_data = 12, None
+    ds64_data_size = None
+    while position + 8 <= len(data):
+        chunk_id = data[position:position + 4]
+        (size,) = struct.unpack("<I", data[position + 4:position + 8])
+        if chunk_id == b"ds64" and position + 8 + 16 <= len(data):
+            ds64_data_size = struct.unpack("<Q", data[position + 16:position + 24])[0]
+        if chunk_id == b"data":
+            declared_data = ds64_data_size if size == 0xFFFFFFFF and ds64_data_size else size
+            available = len(data) - (position + 8)
+            # 0 and 0xFFFFFFFF are what streaming writers leave when they never went back
+            # to fill the size in; those files are not truncated, just unsized.
+            if declared_data not in (0, 0xFFFFFFFF) and declared_data > available:
+                raise BadAudio(
+                    f"truncated: data chunk declares {declared_data} bytes, file holds {available}"
+                )
+            return
+        position += 8 + size + (size & 1)
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:300]

@@ -1,0 +1,105 @@
+"""WebDataset tar shards: writing samples with their byte offsets, and reading one back.
+
+We write with `tarfile` rather than `webdataset.TarWriter` because the manifest needs each
+audio member's data offset, which TarWriter does not expose. The files are plain WebDataset
+shards (`<key>.<ext>` + `<key>.json` per sample) and read back with webdataset unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+_BLOCK = tarfile.BLOCKSIZE
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
+
+
+def make_key(track_id: str, taken: set[str]) -> str:
+    """A WebDataset key for a track id: ASCII, no dots, unique within the dataset.
+
+    WebDataset groups tar members by the part of the name before the first dot, so
+    `blues.00000` and `blues.00001` would silently merge into one sample.
+    """
+    ascii_id = unicodedata.normalize("NFKD", track_id).encode("ascii", "ignore").decode()
+    base = _UNSAFE.sub("_", ascii_id).strip("_")[:96] or "clip"
+    key = base
+    if key in taken:
+        key = f"{base}_{hashlib.sha1(track_id.encode()).hexdigest()[:10]}"
+    taken.add(key)
+    return key
+
+
+@dataclass(frozen=True)
+class WrittenMember:
+    shard: Path
+    offset: int
+    nbytes: int
+
+
+class ShardWriter:
+    """Writes samples into numbered shards, starting a new one at a size or count cap."""
+
+    def __init__(self, directory: Path, prefix: str, max_bytes: int, max_count: int):
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+        self.paths: list[Path] = []
+        self._tar: tarfile.TarFile | None = None
+        self._count = 0
+
+    def _open_next(self) -> None:
+        self._close_current()
+        path = self.directory / f"{self.prefix}-{len(self.paths):06d}.tar"
+        self.paths.append(path)
+        # ustar keeps headers one block; our keys are short ASCII so nothing needs PAX/GNU.
+        self._tar = tarfile.open(path, mode="w", format=tarfile.USTAR_FORMAT)
+        self._count = 0
+
+    def _add(self, name: str, payload: bytes) -> int:
+        info = tarfile.TarInfo(name)
+        info.size = len(payload)
+        info.mode = 0o644
+        info.mtime = 0  # identical inputs give byte-identical shards
+        self._tar.addfile(info, io.BytesIO(payload))
+        # After addfile, tar.offset is the end of the padded data: step back over it.
+        return self._tar.offset - (len(payload) + _BLOCK - 1) // _BLOCK * _BLOCK
+
+    def write(self, key: str, ext: str, audio: bytes, row: dict) -> WrittenMember:
+        if (
+            self._tar is None
+            or self._count >= self.max_count
+            or (self._count > 0 and self._tar.offset + len(audio) > self.max_bytes)
+        ):
+            self._open_next()
+        offset = self._add(f"{key}.{ext}", audio)
+        self._add(f"{key}.json", json.dumps(row, ensure_ascii=False, default=str).encode())
+        self._count += 1
+        return WrittenMember(self.paths[-1], offset, len(audio))
+
+    def _close_current(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            with open(self.paths[-1], "rb+") as handle:
+                os.fsync(handle.fileno())
+            self._tar = None
+
+    def close(self) -> list[Path]:
+        self._close_current()
+        return self.paths
+
+
+def read_member(shard: Path, offset: int, nbytes: int) -> bytes:
+    """One clip's bytes by seeking into its shard: no scan of the tar."""
+    with open(shard, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(nbytes)
+    if len(data) != nbytes:
+        raise OSError(f"{shard}: expected {nbytes} bytes at offset {offset}, got {len(data)}")
+    return data

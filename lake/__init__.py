@@ -1,0 +1,1 @@
+"""The lake: where every table lives, how it is written, and the DuckDB catalog over it."""

@@ -1,0 +1,59 @@
+"""Every on-disk location derives from one root, `$AUDIOLAKE_ROOT` (default `./data`)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+
+
+def root() -> Path:
+    # Read at call time, not import time, so tests and notebooks can point at another lake.
+    return Path(os.environ.get("AUDIOLAKE_ROOT", "data")).resolve()
+
+
+def tables_dir() -> Path:
+    return root() / "tables"
+
+
+def table_dir(table: str) -> Path:
+    return tables_dir() / table
+
+
+def partition_dir(table: str, **partition: str) -> Path:
+    path = table_dir(table)
+    for key, value in partition.items():
+        path = path / f"{key}={value}"
+    return path
+
+
+def shards_dir(dataset: str) -> Path:
+    return root() / "shards" / dataset
+
+
+def reports_dir(dataset: str) -> Path:
+    return root() / "reports" / dataset
+
+
+def runs_dir() -> Path:
+    return root() / "runs"
+
+
+def catalog_file() -> Path:
+    return root() / "lake.duckdb"
+
+
+def cache_dir() -> Path:
+    """Downloaded weights are shared by every lake on the machine, so they live outside the root."""
+    return Path(os.environ.get("AUDIOLAKE_CACHE", Path.home() / ".cache" / "audiolake"))
+
+
+def check_name(kind: str, value: str) -> str:
+    """Dataset and backbone names become directory names and hive partition values."""
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{kind}={value!r} is not a valid name: use letters, digits, '_' and '-' "
+            "(it becomes a directory and a partition value)"
+        )
+    return value

@@ -1,0 +1,106 @@
+"""Table schemas: the one definition used by writers, catalog views and tests.
+
+Identity fields come first, known metadata next; unknown source columns are appended after
+them by the writer (an escape hatch, never dropped). DESIGN.md §4 is the prose version.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+TRACKS_IDENTITY = pa.schema([
+    ("dataset", pa.string()),
+    ("track_id", pa.string()),
+    ("shard", pa.string()),       # path of the tar relative to the lake root
+    ("key", pa.string()),         # WebDataset sample key inside the shard (no dots)
+    ("offset", pa.int64()),       # byte offset of the audio member's data inside the tar
+    ("nbytes", pa.int64()),       # size of the audio member
+    ("format", pa.string()),      # original container/codec extension: wav, flac, mp3, ...
+    ("sha256", pa.string()),      # of the audio bytes as stored
+    ("duration_s", pa.float64()),
+    ("sample_rate", pa.int32()),
+    ("channels", pa.int16()),
+    ("source", pa.string()),      # where the clip came from: path, hub id + row, generator
+])
+
+TRACKS_METADATA = pa.schema([
+    ("split", pa.string()),
+    ("label", pa.string()),
+    ("culture", pa.string()),
+    ("affect_label", pa.string()),
+    ("speaker_id", pa.string()),
+    ("group_id", pa.string()),
+    ("score", pa.float64()),
+    ("rank", pa.int32()),
+    ("text", pa.string()),
+    ("terms", pa.list_(pa.string())),
+    ("title", pa.string()),
+])
+
+TRACKS = pa.schema(list(TRACKS_IDENTITY) + list(TRACKS_METADATA))
+
+# Tables written by later stages; their schemas join this dict as their stages land.
+TABLES: dict[str, pa.Schema] = {
+    "tracks": TRACKS,
+}
+
+# Hive partition keys per table: the directory levels under tables/<table>/.
+PARTITIONS: dict[str, tuple[str, ...]] = {
+    "tracks": ("dataset",),
+}
+
+
+def tracks_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Builds a tracks table: known columns typed by the schema, extra columns inferred.
+
+    Extra columns whose values do not share one Arrow type are stored as strings rather than
+    failing or losing the column.
+    """
+    known = {field.name for field in TRACKS}
+    extras: list[str] = []
+    for row in rows:
+        for name in row:
+            if name not in known and name not in extras:
+                extras.append(name)
+    arrays, fields = [], []
+    for field in TRACKS:
+        values = [row.get(field.name) for row in rows]
+        arrays.append(pa.array(values, type=field.type))
+        fields.append(field)
+    for name in extras:
+        values = [row.get(name) for row in rows]
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        if pa.types.is_null(array.type):
+            array = array.cast(pa.string())
+        arrays.append(array)
+        fields.append(pa.field(name, array.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """DuckDB spelling of an Arrow type, for typed empty views of tables not yet written."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_int16(arrow_type):
+        return "SMALLINT"
+    if pa.types.is_int32(arrow_type):
+        return "INTEGER"
+    if pa.types.is_int64(arrow_type):
+        return "BIGINT"
+    if pa.types.is_float32(arrow_type):
+        return "FLOAT"
+    if pa.types.is_float64(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_fixed_size_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[{arrow_type.list_size}]"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[]"
+    raise TypeError(f"no DuckDB type for {arrow_type}")
