@@ -181,7 +181,7 @@ def _write_shards(options, items, build_dir, total, console):
 def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> dict[str, Any]:
     audio = checked.transcoded if checked.transcoded is not None else item.read()
     fmt = "flac" if checked.transcoded is not None else item.format
-    sha = hashlib.sha256(audio).hexdigest()
+    sha = checked.sha256
     key = make_key(item.track_id, keys)
     member = writer.write(key, fmt, audio, _json_row(options.dataset, item, fmt, sha, checked.info))
     by_sha[sha].append(item.track_id)

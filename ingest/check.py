@@ -1,12 +1,12 @@
 """Decode-checking in worker processes, in source order, with bounded memory.
 
-Workers only decode (the expensive part); hashing and tar writing stay in the parent, which
-must see every byte anyway. Items go out in chunks to amortise inter-process overhead, and at
+Workers decode and hash (the CPU-bound part); the parent only copies bytes into shards. Items go out in chunks to amortise inter-process overhead, and at
 most `window` chunks are in flight so a generator source (demo, hub) is never drained into
 memory ahead of the writer.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import multiprocessing
 from collections import deque
@@ -27,6 +27,7 @@ from ingest.source import SourceItem, Skipped
 class Checked:
     info: AudioInfo | None = None
     reason: str | None = None
+    sha256: str | None = None  # of the bytes to store (the transcoded ones when transcoding)
     transcoded: bytes | None = None  # FLAC bytes when transcode=flac
 
 
@@ -48,8 +49,9 @@ def check_one(item: SourceItem, transcode: str) -> Checked:
     try:
         info = probe(data, item.format)
         if transcode == "flac" and item.format != "flac":
-            return Checked(info=info, transcoded=to_flac(data))
-        return Checked(info=info)
+            flac = to_flac(data)
+            return Checked(info=info, sha256=hashlib.sha256(flac).hexdigest(), transcoded=flac)
+        return Checked(info=info, sha256=hashlib.sha256(data).hexdigest())
     except BadAudio as err:
         return Checked(reason=str(err))
 
@@ -77,6 +79,7 @@ def checked_items(
         return
     # forkserver: workers start from a clean interpreter, not a fork of a threaded parent.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["ingest.check"])  # workers fork with decoders imported
     window = workers * 4
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[tuple[list, Future]] = deque()

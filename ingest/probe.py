@@ -16,7 +16,9 @@ import soundfile as sf
 # Decoded by libsndfile (MP3 since libsndfile 1.1); everything else goes through FFmpeg (PyAV).
 SOUNDFILE_FORMATS = {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "au", "w64", "caf"}
 AUDIO_EXTENSIONS = SOUNDFILE_FORMATS | {"m4a", "aac", "mp4", "wma", "webm", "mka"}
-_BLOCK_FRAMES = 1 << 18
+_BLOCK_FRAMES = 1 << 20
+_NATIVE_DTYPE = {"PCM_S8": "int16", "PCM_U8": "int16", "PCM_16": "int16", "PCM_24": "int32", "PCM_32": "int32",
+                 "DOUBLE": "float64"}
 
 
 class BadAudio(Exception):
@@ -46,9 +48,12 @@ def probe(data: bytes, fmt: str) -> AudioInfo:
 def _probe_soundfile(data: bytes) -> AudioInfo:
     try:
         with sf.SoundFile(io.BytesIO(data)) as handle:
+            # Integer PCM is read as integers: a full decode without the float conversion,
+            # and no NaN is possible. Float subtypes are read as floats and checked.
+            dtype = _NATIVE_DTYPE.get(handle.subtype, "float32")
             frames = 0
-            for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-                if not np.isfinite(block).all():
+            for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype=dtype, always_2d=True):
+                if dtype.startswith("float") and not np.isfinite(block).all():
                     raise BadAudio("decoded samples contain NaN or Inf")
                 frames += len(block)
             rate, channels = handle.samplerate, handle.channels

@@ -7,7 +7,6 @@ shards (`<key>.<ext>` + `<key>.json` per sample) and read back with webdataset u
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import tarfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _BLOCK = tarfile.BLOCKSIZE
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
@@ -51,31 +51,42 @@ class ShardWriter:
         self.max_bytes = max_bytes
         self.max_count = max_count
         self.paths: list[Path] = []
-        self._tar: tarfile.TarFile | None = None
+        self._file: BinaryIO | None = None
+        self._offset = 0
         self._count = 0
 
     def _open_next(self) -> None:
         self._close_current()
         path = self.directory / f"{self.prefix}-{len(self.paths):06d}.tar"
         self.paths.append(path)
-        # ustar keeps headers one block; our keys are short ASCII so nothing needs PAX/GNU.
-        self._tar = tarfile.open(path, mode="w", format=tarfile.USTAR_FORMAT)
+        self._file = open(path, "wb", buffering=1 << 20)
+        self._offset = 0
         self._count = 0
 
     def _add(self, name: str, payload: bytes) -> int:
+        """Appends one member (ustar header + data + padding); returns the data's offset.
+
+        Written by hand rather than through TarFile.addfile, which copies in 16 KiB pieces
+        through a file object; the header itself still comes from tarfile.
+        """
         info = tarfile.TarInfo(name)
         info.size = len(payload)
         info.mode = 0o644
         info.mtime = 0  # identical inputs give byte-identical shards
-        self._tar.addfile(info, io.BytesIO(payload))
-        # After addfile, tar.offset is the end of the padded data: step back over it.
-        return self._tar.offset - (len(payload) + _BLOCK - 1) // _BLOCK * _BLOCK
+        header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+        padding = -len(payload) % _BLOCK
+        self._file.write(header)
+        self._file.write(payload)
+        self._file.write(b"\0" * padding)
+        data_offset = self._offset + len(header)
+        self._offset = data_offset + len(payload) + padding
+        return data_offset
 
     def write(self, key: str, ext: str, audio: bytes, row: dict) -> WrittenMember:
         if (
-            self._tar is None
+            self._file is None
             or self._count >= self.max_count
-            or (self._count > 0 and self._tar.offset + len(audio) > self.max_bytes)
+            or (self._count > 0 and self._offset + len(audio) > self.max_bytes)
         ):
             self._open_next()
         offset = self._add(f"{key}.{ext}", audio)
@@ -84,11 +95,14 @@ class ShardWriter:
         return WrittenMember(self.paths[-1], offset, len(audio))
 
     def _close_current(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
-            with open(self.paths[-1], "rb+") as handle:
-                os.fsync(handle.fileno())
-            self._tar = None
+        if self._file is not None:
+            # End-of-archive: two zero blocks, then pad to a full 10 KiB record as tar(1) does.
+            end = self._offset + 2 * _BLOCK
+            self._file.write(b"\0" * (2 * _BLOCK + (-end % tarfile.RECORDSIZE)))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
 
     def close(self) -> list[Path]:
         self._close_current()
