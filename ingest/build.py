@@ -26,7 +26,7 @@ from ingest.check import checked_items
 from ingest.shards import ShardWriter, make_key
 from ingest.source import SourceError, SourceItem, Skipped
 from lake import atomic, catalog, paths
-from lake.schemas import TRACKS_IDENTITY, tracks_table
+from lake.schemas import TRACKS_IDENTITY, coerce_metadata, tracks_table
 
 FINGERPRINT_KEY = "audiolake.ingest.fingerprint"
 BUILD_KEY = "audiolake.ingest.build"
@@ -119,7 +119,8 @@ def _json_row(dataset: str, item: SourceItem, fmt: str, sha: str, info: Any) -> 
     return {
         "dataset": dataset, "track_id": item.track_id, "format": fmt, "sha256": sha,
         "duration_s": info.duration_s, "sample_rate": info.sample_rate,
-        "channels": info.channels, "source": item.source, **item.meta,
+        "channels": info.channels, "source": item.source,
+        **{k: v for k, v in item.meta.items() if k not in TRACKS_IDENTITY.names},
     }
 
 
@@ -166,6 +167,8 @@ def _write_shards(options, items, build_dir, total, console):
                 result.skipped.append({"source": item.source, "reason": checked.reason})
             elif item.track_id in seen_ids:
                 result.skipped.append({"source": item.source, "reason": f"duplicate track_id {item.track_id!r}"})
+            elif (bad_meta := _invalid_metadata(item)) is not None:
+                result.skipped.append({"source": item.source, "reason": bad_meta})
             else:
                 seen_ids.add(item.track_id)
                 rows.append(_write_one(options, item, checked, writer, keys, by_sha, root, result))
@@ -176,6 +179,14 @@ def _write_shards(options, items, build_dir, total, console):
     result.duplicates = [ids for ids in by_sha.values() if len(ids) > 1]
     result.seconds = time.perf_counter() - started
     return result, rows
+
+
+def _invalid_metadata(item: SourceItem) -> str | None:
+    try:
+        item.meta = coerce_metadata(item.meta)
+    except ValueError as err:
+        return f"track {item.track_id!r}: {err}"
+    return None
 
 
 def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> dict[str, Any]:

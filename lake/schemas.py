@@ -51,6 +51,32 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def coerce_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """Known metadata converted to its schema type; a value that cannot be is a ValueError
+    naming the column, raised per clip so the clip is reported rather than the commit failing."""
+    out = dict(meta)
+    for field in TRACKS_METADATA:
+        value = out.get(field.name)
+        if value is None:
+            continue
+        try:
+            if pa.types.is_string(field.type):
+                out[field.name] = str(value)
+            elif pa.types.is_floating(field.type):
+                out[field.name] = float(value)
+            elif pa.types.is_integer(field.type):
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                out[field.name] = int(value)
+            elif pa.types.is_list(field.type):
+                if isinstance(value, str) or not hasattr(value, "__iter__"):
+                    raise ValueError
+                out[field.name] = [str(v) for v in value]
+        except (TypeError, ValueError):
+            raise ValueError(f"{field.name}={value!r} is not a valid {field.type}") from None
+    return out
+
+
 def tracks_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Builds a tracks table: known columns typed by the schema, extra columns inferred.
 

@@ -176,17 +176,20 @@ def test_metadata_csv_keeps_extra_columns_and_reports_missing_files(tmp_path):
     write_clip(folder / "audio" / "x1.wav", seed=1)
     write_clip(folder / "audio" / "x2.flac", fmt="flac", seed=2)
     (folder / "metadata.csv").write_text(
-        "track_id,culture,audio_path,label,terms,bpm\n"
-        "x1,turkish,audio/x1.wav,makam,ney|taksim,92\n"
-        "x2,carnatic,audio/x2.flac,kriti,,120\n"
-        "x3,west,audio/missing.wav,pop,,100\n"
+        "track_id,culture,audio_path,label,terms,bpm,score\n"
+        "x1,turkish,audio/x1.wav,makam,ney|taksim,92,80\n"
+        "x2,carnatic,audio/x2.flac,kriti,,120,75.5\n"
+        "x3,west,audio/missing.wav,pop,,100,1\n"
+        "x4,west,audio/x1.wav,pop,,100,n/a\n"
     )
     result = ingest("meta", source="folder", path=folder, workers=1)
     assert result.written == 2
-    assert [s["reason"] for s in result.skipped] == ["track 'x3' (row 4): audio file not found"]
+    assert [s["reason"] for s in result.skipped] == [
+        "track 'x3' (row 4): audio file not found", "track 'x4': score='n/a' is not a valid double"]
     rows = {r["track_id"]: r for r in tracks(catalog.connect(), "meta")}
     assert rows["x1"]["culture"] == "turkish" and rows["x1"]["terms"] == ["ney", "taksim"]
     assert rows["x2"]["bpm"] == 120 and rows["x2"]["format"] == "flac"
+    assert rows["x2"]["score"] == 75.5 and rows["x1"]["score"] == 80.0
 
 
 def test_duplicate_audio_is_reported_not_dropped(tmp_path):
