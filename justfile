@@ -12,6 +12,24 @@ default:
 ingest *args:
     @{{python}} -m ingest "$@"
 
+# backbone → embeddings, once: just embed dataset=gtzan backbone=mert-v1-95m
+embed *args:
+    @{{python}} -m embed "$@"
+
+# fetch the musicnn weights (a PyPI wheel) into the cache, e.g. before going offline
+weights:
+    @{{python}} -c "from embed.musicnn import ensure_wheel; print(ensure_wheel())"
+
+# the main job on the offline demo data: ingest, embed (musicnn-mtt, logmel), a few SQL answers
+demo *args:
+    @{{python}} -m ingest dataset=demo "$@"
+    @{{python}} -m embed dataset=demo backbone=musicnn-mtt
+    @{{python}} -m embed dataset=demo backbone=logmel
+    @echo "clips per culture × label:"
+    @{{python}} -m lake.sql file=queries/culture_by_label.sql dataset=demo
+    @echo "nearest neighbours of demo_000000 by musicnn-mtt:"
+    @{{python}} -m lake.sql file=queries/nearest_neighbours.sql dataset=demo backbone=musicnn-mtt track_id=demo_000000 k=5
+
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:
     @{{python}} -m lake.sql "$@"
@@ -19,6 +37,10 @@ sql *args:
 # each table with rows, partitions, files and bytes
 tables:
     @{{python}} -m lake.tables
+
+# benchmarks: just bench ingest | embed | read_path (each prints ratios against a baseline)
+bench name *args:
+    @{{python}} bench/{{name}}.py "${@:2}"
 
 # the test suite
 test *args:

@@ -145,6 +145,12 @@ def items(cfg: Config) -> Iterator[SourceItem | Skipped]:
     yield from (_from_metadata(cfg) if cfg.metadata else _from_folders(cfg))
 
 
+def count(cfg: Config) -> int:
+    if cfg.metadata:
+        return read_metadata(cfg.metadata).height
+    return len(audio_files(cfg.path)[0])
+
+
 def fingerprint(cfg: Config) -> str:
     """Changes when any audio file or the metadata changes; costs one stat per file."""
     digest = hashlib.sha256(f"folder:v1:{cfg.labels}".encode())

@@ -7,6 +7,7 @@ checked against the header's declared data size.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
@@ -111,4 +112,7 @@ def _check_riff_size(data: bytes) -> None:
 
 def _one_line(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
+    # libsndfile names the in-memory buffer ("Error opening <_io.BytesIO object at 0x…>: ");
+    # the report already names the file, so keep only the reason.
+    text = re.sub(r"^Error opening <[^>]*>: ", "", text)
     return text[:300]

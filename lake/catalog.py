@@ -6,6 +6,7 @@ DuckDB client (CLI, DBeaver, a notebook) opened on that file can query the lake 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -38,9 +39,42 @@ def view_sql(table: str) -> str:
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false"
 
 
+def vector_view_name(backbone: str) -> str:
+    return "emb_" + re.sub(r"[^A-Za-z0-9_]", "_", backbone).lower()
+
+
+def vector_views(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """`emb_<backbone>`: that backbone's vectors with `emb` cast to FLOAT[dim].
+
+    The shared `embeddings` view mixes widths, so it can only say FLOAT[]; array functions
+    such as array_cosine_similarity need the fixed width, which is one per backbone.
+    """
+    if not has_parts("backbones") or not has_parts("embeddings"):
+        return {}
+    views = {}
+    for backbone, dim in con.execute("SELECT backbone, dim FROM backbones ORDER BY 1").fetchall():
+        if not list(paths.table_dir("embeddings").glob(f"*/backbone={backbone}/*.parquet")):
+            continue
+        glob = str(paths.table_dir("embeddings") / "*" / f"backbone={backbone}" / "*.parquet").replace("'", "''")
+        name = vector_view_name(backbone)
+        con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT dataset, backbone, track_id, sha256, layer, "
+            f"CAST(emb AS FLOAT[{int(dim)}]) AS emb FROM read_parquet('{glob}', hive_partitioning = true, "
+            "hive_types_autocast = false)"
+        )
+        views[backbone] = name
+    return views
+
+
 def install_views(con: duckdb.DuckDBPyConnection) -> None:
+    # Vector views of backbones that no longer exist must not linger in lake.duckdb.
+    for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND view_name LIKE 'emb\\_%' ESCAPE '\\'"
+    ).fetchall():
+        con.execute(f'DROP VIEW "{name}"')
     for table in TABLES:
         con.execute(view_sql(table))
+    vector_views(con)
 
 
 def connect() -> duckdb.DuckDBPyConnection:

@@ -40,14 +40,52 @@ TRACKS_METADATA = pa.schema([
 
 TRACKS = pa.schema(list(TRACKS_IDENTITY) + list(TRACKS_METADATA))
 
+def embeddings_schema(dim: int | None = None) -> pa.Schema:
+    """One row per (track, layer). `emb` is a fixed-size list of `dim` float32 in Parquet;
+    DuckDB reads it as FLOAT[] and the per-backbone views cast it to FLOAT[dim]."""
+    element = pa.field("element", pa.float32(), nullable=False)
+    emb = pa.list_(element, dim) if dim else pa.list_(element)
+    return pa.schema([
+        ("dataset", pa.string()),
+        ("backbone", pa.string()),
+        ("track_id", pa.string()),
+        ("sha256", pa.string()),   # of the audio the vector was computed from: stale vectors show
+        ("layer", pa.string()),
+        pa.field("emb", emb, nullable=False),
+    ])
+
+
+EMBEDDINGS = embeddings_schema()
+
+BACKBONES = pa.schema([
+    ("backbone", pa.string()),     # the name vectors are stored under
+    ("spec", pa.string()),         # what the user asked for: an alias or hf:<id or dir>
+    ("model_id", pa.string()),
+    ("revision", pa.string()),     # hub commit, weight file hash or algorithm version
+    ("sample_rate", pa.int32()),
+    ("dim", pa.int32()),
+    ("layers", pa.list_(pa.string())),
+    ("pooling", pa.string()),
+    ("max_seconds", pa.float64()),
+    ("chunking", pa.string()),
+    ("precision", pa.string()),
+    ("settings", pa.string()),     # JSON of every option that changes vectors
+    ("packages", pa.string()),     # JSON {package: version}
+    ("created_at", pa.timestamp("us", tz="UTC")),
+])
+
 # Tables written by later stages; their schemas join this dict as their stages land.
 TABLES: dict[str, pa.Schema] = {
     "tracks": TRACKS,
+    "embeddings": EMBEDDINGS,
+    "backbones": BACKBONES,
 }
 
 # Hive partition keys per table: the directory levels under tables/<table>/.
 PARTITIONS: dict[str, tuple[str, ...]] = {
     "tracks": ("dataset",),
+    "embeddings": ("dataset", "backbone"),
+    "backbones": ("backbone",),
 }
 
 

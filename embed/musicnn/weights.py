@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from lake import paths
+
 WHEEL_NAME = "musicnn-0.1.0-py3-none-any.whl"
 WHEEL_SPEC = "musicnn==0.1.0"
 WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
@@ -28,9 +30,8 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """``$AUDIOLAKE_CACHE`` or ``~/.cache/audiolake``."""
-    env = os.environ.get("AUDIOLAKE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "audiolake"
+    """``$AUDIOLAKE_CACHE`` or ``~/.cache/audiolake`` (one cache for every lake)."""
+    return paths.cache_dir()
 
 
 def wheel_sha256() -> str:
@@ -97,3 +98,4 @@ def read_labels(wheel: Path, model: str) -> list[str]:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return list(ast.literal_eval(node.value))
     raise KeyError(f"{name} not found in the wheel's configuration.py")
+

@@ -1,0 +1,95 @@
+"""`just embed dataset=NAME backbone=NAME [layers=...] [max_seconds=...] ...`"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from embed import engine
+from embed.engine import EmbedConfig, EmbedRefused, EmbedResult
+from lake import catalog
+from lake.cli import UsageError, fail, parse_config, run_main, split_args
+
+
+def ensure_ingested(dataset: str, console: Console) -> None:
+    """`just embed dataset=gtzan` on a fresh lake ingests gtzan first when it is a known source."""
+    if engine.dataset_clips(dataset):
+        return
+    from ingest.api import ingest
+    from ingest.sources import PRESETS, SOURCES
+
+    if dataset not in PRESETS and dataset not in SOURCES or dataset == "folder":
+        raise EmbedRefused(f"dataset {dataset!r} is not in the lake: ingest it first, e.g. "
+                           f"just ingest dataset={dataset} source=folder path=DIR")
+    console.print(f"{dataset} is not ingested yet: ingesting it first")
+    ingest(dataset, console=console)
+
+
+def run_workers(cfg: EmbedConfig, argv: list[str], console: Console) -> None:
+    """workers=N: N engine processes, worker i taking every N-th shard; torch threads split."""
+    threads = max(1, (os.cpu_count() or 1) // cfg.workers)
+    base = [a for a in argv if not a.startswith(("workers=", "slot="))]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    procs = [subprocess.Popen([sys.executable, "-m", "embed", *base, "workers=1", f"slot={i}/{cfg.workers}"], env=env)
+             for i in range(cfg.workers)]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise EmbedRefused(f"{sum(1 for c in codes if c)} of {cfg.workers} workers failed (see above)")
+
+
+def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
+    if cfg.workers > 1:
+        console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: {result.already:,} clips embedded by "
+                      f"{cfg.workers} workers, {len(result.failures) or 'no'} failures recorded")
+        console.print(f"report {result.report}")
+        return
+    if result.status == "unchanged":
+        console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: all {result.already:,} clips already embedded, "
+                      "nothing to do (force=true recomputes)")
+        return
+    rate = result.embedded / result.seconds if result.seconds else 0.0
+    share = result.model_seconds / result.seconds if result.seconds else 0.0
+    console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: embedded {result.embedded:,} clips "
+                  f"({result.audio_seconds / 3600:.2f} h of audio) in {result.seconds:.1f} s, {rate:.1f} clips/s, "
+                  f"{share:.0%} of the time in the model; {result.already:,} were already done")
+    if result.failures:
+        console.print(f"[yellow]{len(result.failures)} clips failed[/], e.g. "
+                      f"{result.failures[0]['track_id']}: {result.failures[0]['reason']}")
+    if result.parts:
+        console.print(f"wrote {len(result.parts)} part(s) to {Path(result.parts[0]).parent}")
+    console.print(f"report {result.report}")
+
+
+def main(argv: list[str]) -> int:
+    pairs, words = split_args(argv)
+    if words:
+        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    console = Console(stderr=True)
+    try:
+        cfg = parse_config(EmbedConfig, pairs)
+        if not cfg.slot:
+            ensure_ingested(cfg.dataset, console)
+        if cfg.workers > 1:
+            engine.check_settings(cfg)
+            run_workers(cfg, argv, console)
+            # Whatever the workers left (nothing, unless one died) is finished here.
+            result = engine.run(dataclasses.replace(cfg, workers=1), console)
+        else:
+            result = engine.run(cfg, console)
+        if not cfg.slot:
+            result.report = engine.write_report(cfg)
+            catalog.refresh()
+    except EmbedRefused as err:
+        fail(str(err), code=1)
+    except (RuntimeError, OSError) as err:
+        fail(" ".join(str(err).split()), code=1)
+    summary(result, cfg, console)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
