@@ -156,3 +156,20 @@ def test_cli_with_two_workers_writes_every_shard_once(small_lake):
     again = subprocess.run([sys.executable, "-m", "embed", "dataset=small", "backbone=logmel"],
                            capture_output=True, text=True, env=os.environ)
     assert "nothing to do" in again.stderr
+
+
+def test_notebook_api_gives_ids_labels_and_the_matrix_of_the_table(small_lake):
+    from lake.embeddings import load
+    from lake.vectors import READ_PATHS
+
+    embed(backbone="logmel")
+    READ_PATHS.clear()
+    emb = load("small", "logmel", label="format")
+    assert emb.layer == "stats" and emb.matrix.shape == (10, 256) and emb.matrix.dtype == np.float32
+    assert set(READ_PATHS) == {"fast"}, "parts written by the engine take the fast read path"
+    assert list(emb.labels) == ["wav"] * 10
+    by_sql = {r[0]: np.asarray(r[3], np.float32) for r in table_rows("logmel")}
+    for track_id, row in zip(emb.track_ids, emb.matrix):
+        assert np.array_equal(row, by_sql[track_id])
+    with pytest.raises(ValueError, match="no layer 'last'"):
+        load("small", "logmel", layer="last")
