@@ -1,0 +1,1 @@
+"""Embed: backbones turn shards into the `embeddings` table, once."""

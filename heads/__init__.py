@@ -1,0 +1,1 @@
+"""Heads: small models trained on SQL-selected embeddings (one module per head)."""
