@@ -217,6 +217,10 @@ def run(cfg: EmbedConfig, console: Console | None = None) -> EmbedResult:
         result.seconds = time.perf_counter() - started
         return result
     model = registry.load(cfg.backbone, cfg.layers, cfg.device, cfg.precision, cfg.trust_remote_code)
+    limit = getattr(model, "max_seconds", None)
+    if limit and cfg.max_seconds > limit:
+        raise EmbedRefused(f"{cfg.backbone} takes at most {limit:g} s per input: pass max_seconds={limit:g} "
+                           "(chunking=mean averages the chunks of longer clips)")
     record_provenance(cfg, model)
 
     shards = list(pending)

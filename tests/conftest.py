@@ -8,6 +8,28 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import tiny_models
+
+
+@pytest.fixture(scope="session")
+def wav2vec2_dir(tmp_path_factory) -> Path:
+    return tiny_models.wav2vec2(tmp_path_factory.mktemp("wav2vec2"))
+
+
+@pytest.fixture(scope="session")
+def hubert_dir(tmp_path_factory) -> Path:
+    return tiny_models.hubert(tmp_path_factory.mktemp("hubert"))
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory) -> Path:
+    return tiny_models.whisper(tmp_path_factory.mktemp("whisper"))
+
+
+@pytest.fixture(scope="session")
+def clap_dir(tmp_path_factory) -> Path:
+    return tiny_models.clap(tmp_path_factory.mktemp("clap"))
+
 
 @pytest.fixture(autouse=True)
 def lake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

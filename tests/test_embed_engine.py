@@ -173,3 +173,21 @@ def test_notebook_api_gives_ids_labels_and_the_matrix_of_the_table(small_lake):
         assert np.array_equal(row, by_sql[track_id])
     with pytest.raises(ValueError, match="no layer 'last'"):
         load("small", "logmel", layer="last")
+
+
+def test_hf_backbone_with_all_layers_gives_one_row_per_layer_per_clip(small_lake, wav2vec2_dir):
+    from lake.embeddings import load
+
+    result = embed(backbone=f"hf:{wav2vec2_dir}", name="tiny", layers="all", batch_size=4)
+    assert result.embedded == 10 and not result.failures
+    con = catalog.connect()
+    per_layer = con.execute("SELECT layer, count(*), count(DISTINCT track_id) FROM embeddings "
+                            "WHERE backbone = 'tiny' GROUP BY 1 ORDER BY 1").fetchall()
+    assert per_layer == [("0", 10, 10), ("1", 10, 10), ("2", 10, 10)]
+    assert con.execute("SELECT typeof(emb) FROM emb_tiny LIMIT 1").fetchone() == ("FLOAT[32]",)
+    backbone = con.execute("SELECT dim, layers, sample_rate FROM backbones WHERE backbone = 'tiny'").fetchone()
+    assert backbone == (32, ["0", "1", "2"], 16000)
+    layer1 = load("small", "tiny", layer="1")
+    assert layer1.matrix.shape == (10, 32)
+    with pytest.raises(ValueError, match="pass layer="):
+        load("small", "tiny")

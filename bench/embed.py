@@ -1,0 +1,193 @@
+"""Embedding throughput: the engine against the seeds' naive loop, on the same clips, in one run.
+
+Models: a MERT-shaped randomly initialised HuBERT (12 layers, 768 hidden, 24 kHz input: the
+compute of MERT-v1-95M, ~208 GFLOPs per 10 s clip) loaded through `hf:<dir>` exactly like a
+hub model, and `musicnn-mtt`. The naive loop is what the seeds do per clip: load one file
+(soundfile + soxr, which is what librosa.load does underneath), resample, run the model on
+that one clip, `np.save` one file.
+
+Printed: share of wall time inside the model's forward (target >= 95% on CPU), engine vs
+naive clips/s (fp32 target >= 1.0x on CPU; precision=bf16 target >= 1.8x with its cosine to
+fp32 reported), and, where CUDA is present, engine vs naive on the GPU (target >= 10x) and
+engine vs forward-only at the best batch size (target >= 70%).
+
+    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn] [batch_size=4]
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import redirect_stderr
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lake.cli import parse_config, run_main, split_args  # noqa: E402
+
+
+@dataclass
+class BenchConfig:
+    clips: int = 8
+    seconds: float = 10.0
+    models: tuple[str, ...] = ("mert", "musicnn")
+    batch_size: int = 4
+    loader_workers: int = 1
+
+
+def make_clips(folder: Path, cfg: BenchConfig) -> list[Path]:
+    rng = np.random.default_rng(0)
+    rate, frames = 44100, int(cfg.seconds * 44100)
+    t = np.arange(frames) / rate
+    files = []
+    for i in range(cfg.clips):  # stereo 44.1 kHz, as real music arrives: decode + downmix + resample all cost
+        wave = 0.2 * np.sin(2 * np.pi * (110 + 30 * i) * t)[:, None] + rng.normal(0, 0.02, (frames, 2))
+        path = folder / f"clip{i:03d}.wav"
+        sf.write(path, wave.astype(np.float32), rate, subtype="PCM_16")
+        files.append(path)
+    return files
+
+
+def mert_shaped(directory: Path) -> Path:
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    config = HubertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                          feat_extract_norm="layer", do_stable_layer_norm=True)
+    HubertModel(config).eval().save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True,
+                             feature_size=1, padding_value=0.0).save_pretrained(directory)
+    return directory
+
+
+def naive_mert(files: list[Path], model_dir: Path, out: Path, device: str) -> float:
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).to(device).eval()
+    started = time.perf_counter()
+    for path in files:
+        audio, rate = sf.read(path, dtype="float32")
+        audio = soxr.resample(audio.mean(axis=1), rate, 24000)
+        inputs = extractor(audio, sampling_rate=24000, return_tensors="pt").to(device)
+        with torch.no_grad():
+            vector = model(**inputs).last_hidden_state.mean(dim=1)[0].cpu().numpy()
+        np.save(out / f"{path.stem}.npy", vector)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def naive_musicnn(files: list[Path], out: Path) -> float:
+    from embed.musicnn import load_musicnn
+
+    tagger = load_musicnn("musicnn-mtt")
+    started = time.perf_counter()
+    for path in files:
+        audio, rate = sf.read(path, dtype="float32")
+        vector = tagger.embed_waveform(soxr.resample(audio.mean(axis=1), rate, 16000))["penultimate"]
+        np.save(out / f"{path.stem}.npy", vector)
+    return time.perf_counter() - started
+
+
+def engine_run(backbone: str, name: str, cfg: BenchConfig, **options):
+    from embed.engine import EmbedConfig, run
+
+    with redirect_stderr(io.StringIO()):
+        return run(EmbedConfig(dataset="bench", backbone=backbone, name=name, batch_size=cfg.batch_size,
+                               loader_workers=cfg.loader_workers, max_seconds=cfg.seconds, **options))
+
+
+def forward_only(model_dir: Path, device: str, seconds: float, batches=(1, 2, 4, 8, 16)) -> tuple[int, float]:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_dir).to(device).eval()
+    best = (1, 0.0)
+    for batch in batches:
+        x = torch.randn(batch, int(24000 * seconds), device=device)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model(x)
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            for _ in range(3):
+                model(x)
+            torch.cuda.synchronize()
+        rate = 3 * batch / (time.perf_counter() - started)
+        best = max(best, (batch, rate), key=lambda b: b[1])
+    return best
+
+
+def vectors(name: str) -> np.ndarray:
+    from lake.embeddings import load
+
+    return load("bench", name, label=None).matrix
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def main(argv: list[str]) -> int:
+    pairs, _ = split_args(argv)
+    cfg = parse_config(BenchConfig, pairs)
+    work = Path(tempfile.mkdtemp(prefix="audiolake-bench-embed-"))
+    os.environ["AUDIOLAKE_ROOT"] = str(work / "lake")
+    try:
+        from ingest.api import ingest
+
+        (work / "clips").mkdir()
+        files = make_clips(work / "clips", cfg)
+        with redirect_stderr(io.StringIO()):
+            ingest("bench", source="folder", path=work / "clips", workers=1)
+        print(f"{cfg.clips} clips of {cfg.seconds:g} s (44.1 kHz stereo WAV), torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, batch_size={cfg.batch_size}")
+        rows = []
+        if "mert" in cfg.models:
+            model_dir = mert_shaped(work / "mert-shaped")
+            (work / "naive").mkdir()
+            naive_s = naive_mert(files, model_dir, work / "naive", "cpu")
+            fp32 = engine_run(f"hf:{model_dir}", "mert-fp32", cfg, device="cpu")
+            bf16 = engine_run(f"hf:{model_dir}", "mert-bf16", cfg, device="cpu", precision="bf16")
+            rows += [("mert-shaped naive loop (fp32)", naive_s, None, 1.0),
+                     ("mert-shaped engine fp32", fp32.seconds, fp32.model_seconds / fp32.seconds, naive_s / fp32.seconds),
+                     ("mert-shaped engine bf16", bf16.seconds, bf16.model_seconds / bf16.seconds, naive_s / bf16.seconds)]
+            bf16_cos = cosine(vectors("mert-fp32"), vectors("mert-bf16"))
+        if "musicnn" in cfg.models:
+            (work / "naive-musicnn").mkdir()
+            naive_s = naive_musicnn(files, work / "naive-musicnn")
+            result = engine_run("musicnn-mtt", "musicnn-mtt", cfg, device="cpu")
+            rows += [("musicnn-mtt naive loop", naive_s, None, 1.0),
+                     ("musicnn-mtt engine", result.seconds, result.model_seconds / result.seconds,
+                      naive_s / result.seconds)]
+        print(f"\n{'CPU':34}{'seconds':>9}{'clips/s':>9}{'in model':>10}{'vs naive':>10}")
+        for name, secs, share, ratio in rows:
+            print(f"{name:34}{secs:9.2f}{cfg.clips / secs:9.2f}{'' if share is None else f'{share:.1%}':>10}{ratio:9.2f}x")
+        if "mert" in cfg.models:
+            print(f"\nbf16 vs fp32 vectors: mean cosine {bf16_cos:.5f} (expected >= 0.999)")
+            print("targets (CPU): in-model share >= 95%; engine fp32 >= 1.0x naive; bf16 >= 1.8x naive")
+        if torch.cuda.is_available() and "mert" in cfg.models:
+            (work / "naive-gpu").mkdir()
+            naive_gpu = naive_mert(files, model_dir, work / "naive-gpu", "cuda")
+            gpu = engine_run(f"hf:{model_dir}", "mert-gpu", cfg, device="cuda")
+            batch, forward_rate = forward_only(model_dir, "cuda", cfg.seconds)
+            engine_rate = cfg.clips / gpu.seconds
+            print(f"\nGPU {torch.cuda.get_device_name()}: naive {cfg.clips / naive_gpu:.1f} clips/s, engine "
+                  f"{engine_rate:.1f} clips/s ({engine_rate * naive_gpu / cfg.clips:.1f}x naive, target >= 10x); "
+                  f"forward-only best {forward_rate:.1f} clips/s at batch {batch} "
+                  f"(engine {engine_rate / forward_rate:.0%} of it, target >= 70%)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,160 @@
+"""Where an `hf:` backbone comes from: aliases, local dirs or hub ids, the hub probe, revisions.
+
+Nothing here runs a model. The hub is asked once, with a short timeout, whether it answers;
+when it does not, the model is loaded from the local cache or refused in one line, instead of
+huggingface_hub's five retries with backoff (about 23 s here) and a long traceback.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_TIMEOUT_S = 5.0  # one HEAD request for config.json; a dead DNS fails at once anyway
+
+
+class BackboneUnavailable(RuntimeError):
+    """The model cannot be loaded here (offline, unknown id, refused remote code); one line."""
+
+
+class RemoteCodeRefused(BackboneUnavailable):
+    """The model ships its own Python code and trust_remote_code is off."""
+
+
+@dataclass(frozen=True)
+class AliasSpec:
+    hub_id: str
+    trust_remote_code: bool = False  # known to need the repository's own modeling code
+    kind: str = "encoder"            # encoder | whisper | clap (detected from config.model_type)
+    note: str = ""
+
+
+ALIASES: dict[str, AliasSpec] = {
+    "mert-v1-95m": AliasSpec("m-a-p/MERT-v1-95M", True, "encoder", "24 kHz, layers 0-12, 768-d"),
+    "mert-v1-330m": AliasSpec("m-a-p/MERT-v1-330M", True, "encoder", "24 kHz, layers 0-24, 1024-d"),
+    "culturemert-95m": AliasSpec("ntua-slp/CultureMERT-95M", True, "encoder", "MERT-95M adapted to non-Western music"),
+    "clap": AliasSpec("laion/clap-htsat-unfused", False, "clap", "48 kHz, projected audio embedding, 512-d"),
+    "whisper-base": AliasSpec("openai/whisper-base", False, "whisper", "16 kHz, encoder only, layers 0-6, 512-d"),
+    "wav2vec2-base": AliasSpec("facebook/wav2vec2-base", False, "encoder", "16 kHz, layers 0-12, 768-d"),
+    "hubert-base": AliasSpec("facebook/hubert-base-ls960", False, "encoder", "16 kHz, layers 0-12, 768-d"),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    model_id: str            # hub id, or the absolute local directory
+    local: bool
+    alias: str | None = None
+
+    @property
+    def spec(self) -> AliasSpec | None:
+        return ALIASES.get(self.alias) if self.alias else None
+
+
+def resolve(model: str) -> Source:
+    """An alias name, `hf:<hub id>`, `hf:<local dir>`, or the bare id/dir."""
+    if model in ALIASES:
+        return Source(ALIASES[model].hub_id, local=False, alias=model)
+    target = model[3:] if model.startswith("hf:") else model
+    path = Path(target).expanduser()
+    if path.is_dir():
+        return Source(str(path.resolve()), local=True)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(target)
+    except HFValidationError:
+        raise BackboneUnavailable(f"hf:{target}: no such local directory, and not a Hugging Face hub id "
+                                  f"(owner/name)") from None
+    return Source(target, local=False)
+
+
+def offline_message(model_id: str) -> str:
+    return (f"cannot load {model_id!r} from the Hugging Face hub (offline?) and it is not in the local cache: "
+            f"download it on a connected machine (hf download {model_id} --local-dir DIR) and pass hf:DIR")
+
+
+def hub_reachable(model_id: str) -> bool:
+    """True when the hub answers for this repository; False when it cannot be reached.
+
+    Raises BackboneUnavailable when the hub answers that the model is not there (or gated).
+    """
+    from huggingface_hub import errors, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    # huggingface_hub < 1.0 raised EntryNotFoundError for a missing remote file
+    RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
+
+    try:
+        get_hf_file_metadata(hf_hub_url(model_id, "config.json"), timeout=HUB_TIMEOUT_S)
+        return True
+    except GatedRepoError:
+        raise BackboneUnavailable(f"cannot load {model_id!r}: the repository is gated; accept its terms on "
+                                  "huggingface.co and log in (hf auth login)") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise BackboneUnavailable(f"cannot load {model_id!r}: no such model on the Hugging Face hub "
+                                  "(or it is private)") from None
+    except RemoteEntryNotFoundError:
+        raise BackboneUnavailable(f"cannot load {model_id!r}: it has no config.json, so it is not a "
+                                  "transformers model") from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else 0
+        if status in (401, 403):
+            raise BackboneUnavailable(f"cannot load {model_id!r}: the hub refused access "
+                                      f"(HTTP {status}); log in (hf auth login)") from None
+        return False
+    except Exception:  # DNS, refused connection, timeout, HF_HUB_OFFLINE: all mean "no hub here"
+        return False
+
+
+def remote_code_check(source: Source, config_dict: dict, trust: bool) -> bool:
+    """Whether loading runs the repository's own code; refuses in one line when it must and may not."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    auto_map = config_dict.get("auto_map") or {}
+    needs = bool(auto_map) and config_dict.get("model_type") not in CONFIG_MAPPING
+    if needs and not trust:
+        entry = auto_map.get("AutoModel") or next(iter(auto_map.values()))
+        raise RemoteCodeRefused(
+            f"{source.model_id} ships its own model code ({entry}) and running it is code execution, so it "
+            "is off by default: pass trust_remote_code=true to opt in")
+    return needs
+
+
+def revision(source: Source, config, remote_code: bool) -> str:
+    """The hub commit the files came from, or a sha256 over a local dir's weight files.
+
+    For a local dir whose model runs its own code, the `*.py` files are hashed too: they change
+    the vectors as much as the weights do.
+    """
+    if not source.local:
+        return getattr(config, "_commit_hash", None) or "unknown"
+    root = Path(source.model_id)
+    patterns = ["*.safetensors", "*.bin"] + (["*.py"] if remote_code else [])
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    if not files:
+        return "no-weight-files"
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def read_config_dict(source: Source, offline: bool) -> dict:
+    """config.json as a plain dict, without importing or running any model code."""
+    if source.local:
+        path = Path(source.model_id) / "config.json"
+        if not path.is_file():
+            raise BackboneUnavailable(f"{source.model_id}: no config.json, so it is not a transformers model dir "
+                                      "(save one with model.save_pretrained(DIR))")
+        if not (path.parent / "preprocessor_config.json").is_file():
+            raise BackboneUnavailable(f"{source.model_id}: no preprocessor_config.json; save the model's feature "
+                                      "extractor beside it (AutoFeatureExtractor...save_pretrained(DIR))")
+        return json.loads(path.read_text())
+    from transformers import PretrainedConfig
+
+    config_dict, _ = PretrainedConfig.get_config_dict(source.model_id, local_files_only=offline)
+    return config_dict
