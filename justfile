@@ -30,6 +30,34 @@ demo *args:
     @echo "nearest neighbours of demo_000000 by musicnn-mtt:"
     @{{python}} -m lake.sql file=queries/nearest_neighbours.sql dataset=demo backbone=musicnn-mtt track_id=demo_000000 k=5
 
+# data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
+validate *args:
+    @{{python}} -m lake.validate "$@"
+
+# a named, seeded, stratified, group-aware split: just split dataset=demo stratify=label group=speaker_id
+split *args:
+    @{{python}} -m lake.splits "$@"
+
+# the leakage report of an existing split: just leakage dataset=demo name=default backbone=musicnn-mtt
+leakage *args:
+    @{{python}} -m lake.leakage "$@"
+
+# weak (synthetic) or imported user interactions: just interactions dataset=demo
+interactions *args:
+    @{{python}} -m lake.interactions "$@"
+
+# train and evaluate a head on embeddings: just train head=probe dataset=demo backbone=musicnn-mtt target=label
+train *args:
+    @{{python}} -m heads "$@"
+
+# experiment results: just runs [where="head = 'probe'"]
+runs *args:
+    @{{python}} -m heads.runs "$@"
+
+# backbones × metrics from the runs table: just compare dataset=demo head=probe target=label
+compare *args:
+    @{{python}} -m heads.compare "$@"
+
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:
     @{{python}} -m lake.sql "$@"

@@ -52,10 +52,12 @@ def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
                       "nothing to do (force=true recomputes)")
         return
     rate = result.embedded / result.seconds if result.seconds else 0.0
-    share = result.model_seconds / result.seconds if result.seconds else 0.0
+    working = result.seconds - result.load_seconds
+    share = result.model_seconds / working if working > 0 else 0.0
     console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: embedded {result.embedded:,} clips "
                   f"({result.audio_seconds / 3600:.2f} h of audio) in {result.seconds:.1f} s, {rate:.1f} clips/s, "
-                  f"{share:.0%} of the time in the model; {result.already:,} were already done")
+                  f"{share:.0%} of it in the model after {result.load_seconds:.1f} s loading; "
+                  f"{result.already:,} were already done")
     if result.failures:
         console.print(f"[yellow]{len(result.failures)} clips failed[/], e.g. "
                       f"{result.failures[0]['track_id']}: {result.failures[0]['reason']}")

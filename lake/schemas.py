@@ -74,11 +74,47 @@ BACKBONES = pa.schema([
     ("created_at", pa.timestamp("us", tz="UTC")),
 ])
 
+SPLITS = pa.schema([
+    ("dataset", pa.string()),
+    ("split_name", pa.string()),  # several named splits live side by side
+    ("track_id", pa.string()),
+    ("split", pa.string()),       # train | val | test
+])
+
+INTERACTIONS = pa.schema([
+    ("dataset", pa.string()),
+    ("user_id", pa.string()),
+    ("track_id", pa.string()),
+    ("weight", pa.float64()),
+    ("ts", pa.timestamp("us", tz="UTC")),
+    ("synthetic", pa.bool_()),
+])
+
+RUNS = pa.schema([
+    ("run_id", pa.string()),
+    ("head", pa.string()),
+    ("dataset", pa.string()),
+    ("backbones", pa.list_(pa.string())),  # several when features are fused (a join on track_id)
+    ("layer", pa.string()),
+    ("split_name", pa.string()),
+    ("target", pa.string()),
+    ("config", pa.string()),              # JSON: the resolved config
+    ("metrics", pa.string()),             # JSON: what evaluate() returned
+    ("packages", pa.string()),            # JSON {package: version}
+    ("git_commit", pa.string()),
+    ("data_fingerprint", pa.string()),    # hash of selected ids, split assignment, embedding parts
+    ("created_at", pa.timestamp("us", tz="UTC")),
+    ("path", pa.string()),                # the run folder, relative to the lake root
+])
+
 # Tables written by later stages; their schemas join this dict as their stages land.
 TABLES: dict[str, pa.Schema] = {
     "tracks": TRACKS,
     "embeddings": EMBEDDINGS,
     "backbones": BACKBONES,
+    "splits": SPLITS,
+    "interactions": INTERACTIONS,
+    "runs": RUNS,
 }
 
 # Hive partition keys per table: the directory levels under tables/<table>/.
@@ -86,6 +122,9 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "tracks": ("dataset",),
     "embeddings": ("dataset", "backbone"),
     "backbones": ("backbone",),
+    "splits": ("dataset", "split_name"),
+    "interactions": ("dataset",),
+    "runs": ("dataset",),
 }
 
 
