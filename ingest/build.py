@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ingest.check import checked_items
 from ingest.shards import ShardWriter, make_key
-from ingest.source import SourceError, SourceItem, Skipped
+from ingest.source import SourceItem, Skipped
 from lake import atomic, catalog, paths
 from lake.schemas import TRACKS_IDENTITY, coerce_metadata, tracks_table
 

@@ -49,14 +49,12 @@ import contextlib
 import hashlib
 import math
 import os
-import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
-from urllib.parse import urlparse
 
-from ingest.probe import AUDIO_EXTENSIONS
+from ingest.hf_hub import forced_offline, is_network_error, offline_error, offline_reason, one_line
+from ingest.probe import AUDIO_EXTENSIONS, sniff_format
 from ingest.source import KNOWN_META, SourceError, SourceItem, Skipped
 
 _IDENTITY = {
@@ -64,8 +62,6 @@ _IDENTITY = {
     "duration_s", "sample_rate", "channels", "source",
 }
 _STRING_META = {"split", "label", "culture", "affect_label", "speaker_id", "group_id", "text", "title"}
-_TRUE = {"1", "true", "yes", "on"}
-_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -121,104 +117,6 @@ def _id_stem(cfg: Config) -> str:
     return name.strip("/").replace("/", "__")
 
 
-def _env_true(*names: str) -> str | None:
-    for name in names:
-        if os.environ.get(name, "").strip().lower() in _TRUE:
-            return name
-    return None
-
-
-def _hub_endpoint() -> tuple[str, int]:
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-
-
-def _probe_hub() -> str | None:
-    """None when a TCP connection to the hub opens within a few seconds, else why not."""
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None  # behind a proxy a direct connect proves nothing: let the hub client try
-    host, port = _hub_endpoint()
-    outcome: list[str | None] = []
-
-    def attempt() -> None:
-        try:
-            socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
-            outcome.append(None)
-        except OSError as err:
-            outcome.append(f"{host}: {err.strerror or err}")
-
-    # getaddrinfo has no timeout of its own: a thread bounds a hanging DNS lookup too.
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(_PROBE_TIMEOUT_S + 1.0)
-    return outcome[0] if outcome else f"{host}: no answer in {_PROBE_TIMEOUT_S:.0f} s"
-
-
-def offline_reason() -> str | None:
-    """Why the hub should not be contacted now, or None when it looks reachable."""
-    flag = _env_true("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    if flag:
-        return f"{flag}=1 is set"
-    reason = _probe_hub()
-    return f"no network: {reason}" if reason else None
-
-
-@contextlib.contextmanager
-def _forced_offline() -> Iterator[None]:
-    """datasets/huggingface_hub read the offline flags at import; set them for one load."""
-    import datasets.config
-    import huggingface_hub.constants as hub_constants
-
-    saved = (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub_constants.HF_HUB_OFFLINE)
-    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
-    hub_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
-
-
-def _dataset_name_for(cfg: Config) -> str:
-    """The `dataset=` name a user would type for this hub id (a preset's name when one exists)."""
-    from ingest.sources import PRESETS  # lazily: ingest.sources imports this module
-
-    for name, (source, options) in PRESETS.items():
-        if source == "hf" and options.get("hf_id") == cfg.hf_id:
-            return name
-    return "NAME"
-
-
-def _offline_error(cfg: Config, reason: str) -> SourceError:
-    name = _dataset_name_for(cfg)
-    how = f"`just ingest dataset={name}`" if name != "NAME" else f"`just ingest dataset=NAME source=hf hf_id={cfg.hf_id}`"
-    return SourceError(
-        f"cannot reach the Hugging Face hub for {cfg.hf_id!r} ({reason}): on a connected machine run "
-        f"{how} there and copy data/, or download the audio and run "
-        f"`just ingest dataset={name} source=folder path=DIR`"
-    )
-
-
-def _one_line(err: BaseException, limit: int = 240) -> str:
-    """The error and its root cause ("An error occurred while generating…" alone says nothing)."""
-    root, seen = err, {id(err)}
-    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
-        root = cause
-        seen.add(id(cause))
-    text = " ".join(str(err).split()) or type(err).__name__
-    if root is not err:
-        text += f" ({type(root).__name__}: {' '.join(str(root).split())})"
-    if "torchcodec" in text:
-        text += "; pip install torchcodec, or ingest the directory with source=folder"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _is_network_error(err: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(err).__mro__}
-    return bool(names & {"ConnectionError", "TimeoutError", "ConnectError", "ConnectTimeout",
-                         "OfflineModeIsEnabled", "LocalEntryNotFoundError"}) or any(
-        "Timeout" in n or "Connection" in n for n in names)
-
-
 # --- loading ----------------------------------------------------------------------------------
 
 
@@ -240,7 +138,7 @@ def _load_local(cfg: Config, directory: Path) -> Any:
         try:
             loaded = datasets.load_from_disk(str(directory))
         except Exception as err:
-            raise SourceError(f"hf_id={cfg.hf_id}: cannot read the saved dataset: {_one_line(err)}") from None
+            raise SourceError(f"hf_id={cfg.hf_id}: cannot read the saved dataset: {one_line(err)}") from None
         if isinstance(loaded, datasets.DatasetDict):
             if cfg.split not in loaded:
                 raise SourceError(f"hf_id={cfg.hf_id}: no split {cfg.split!r} (has: {', '.join(loaded)}); pass split=")
@@ -251,7 +149,7 @@ def _load_local(cfg: Config, directory: Path) -> Any:
     try:
         return datasets.load_dataset(str(directory), **kwargs)
     except Exception as err:
-        raise SourceError(f"hf_id={cfg.hf_id}: cannot load the local directory as a dataset: {_one_line(err)}") from None
+        raise SourceError(f"hf_id={cfg.hf_id}: cannot load the local directory as a dataset: {one_line(err)}") from None
 
 
 def _load_hub(cfg: Config) -> Any:
@@ -261,22 +159,22 @@ def _load_hub(cfg: Config) -> Any:
     reason = offline_reason()
     if reason is not None:
         if cfg.streaming:
-            raise _offline_error(cfg, f"{reason}; streaming=true needs the hub")
-        with _forced_offline():
+            raise offline_error(cfg.hf_id, f"{reason}; streaming=true needs the hub")
+        with forced_offline():
             try:
                 return datasets.load_dataset(cfg.hf_id, **kwargs)
             except Exception:  # not in the local cache (or a different split/config is)
-                raise _offline_error(cfg, f"{reason}, and it is not in the local Hugging Face cache") from None
+                raise offline_error(cfg.hf_id, f"{reason}, and it is not in the local Hugging Face cache") from None
     try:
         return datasets.load_dataset(cfg.hf_id, **kwargs)
     except Exception as err:
         if type(err).__name__ == "DatasetNotFoundError":
             raise SourceError(f"hf_id={cfg.hf_id!r}: no such dataset on the Hugging Face hub, or it is gated/"
-                              f"private (log in or set HF_TOKEN): {_one_line(err)}") from None
-        if _is_network_error(err):
-            raise _offline_error(cfg, _one_line(err, 160)) from None
+                              f"private (log in or set HF_TOKEN): {one_line(err)}") from None
+        if is_network_error(err):
+            raise offline_error(cfg.hf_id, one_line(err, 160)) from None
         raise SourceError(f"cannot load Hugging Face dataset {cfg.hf_id!r} (split={cfg.split}"
-                          f"{', config_name=' + cfg.config_name if cfg.config_name else ''}): {_one_line(err)}") from None
+                          f"{', config_name=' + cfg.config_name if cfg.config_name else ''}): {one_line(err)}") from None
 
 
 def _column_names(dataset: Any) -> list[str] | None:
@@ -328,28 +226,6 @@ def load(cfg: Config) -> tuple[Any, bool]:
 
 
 # --- rows → items -----------------------------------------------------------------------------
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The container from the first bytes, for rows whose path has no usable extension."""
-    if data[:4] in (b"RIFF", b"RF64") and data[8:12] == b"WAVE":
-        return "wav"
-    if data[:4] == b"fLaC":
-        return "flac"
-    if data[:4] == b"OggS":
-        return "ogg"
-    if data[:3] == b"ID3":
-        return "mp3"
-    if data[4:8] == b"ftyp":
-        return "m4a"
-    if data[:4] == b"FORM" and data[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    if len(data) >= 2 and data[0] == 0xFF:
-        if data[1] & 0xF6 == 0xF0:  # 12-bit sync, layer 00: AAC in ADTS
-            return "aac"
-        if data[1] & 0xE0 == 0xE0 and (data[1] >> 1) & 0x3:  # 11-bit sync, layer I-III: MPEG audio
-            return "mp3"
-    return None
 
 
 def audio_bytes(value: Any) -> tuple[bytes | None, str | None, str | None]:

@@ -116,3 +116,25 @@ def _one_line(err: Exception) -> str:
     # the report already names the file, so keep only the reason.
     text = re.sub(r"^Error opening <[^>]*>: ", "", text)
     return text[:300]
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The container from the first bytes, for rows whose path has no usable extension."""
+    if data[:4] in (b"RIFF", b"RF64") and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:4] == b"fLaC":
+        return "flac"
+    if data[:4] == b"OggS":
+        return "ogg"
+    if data[:3] == b"ID3":
+        return "mp3"
+    if data[4:8] == b"ftyp":
+        return "m4a"
+    if data[:4] == b"FORM" and data[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if len(data) >= 2 and data[0] == 0xFF:
+        if data[1] & 0xF6 == 0xF0:  # 12-bit sync, layer 00: AAC in ADTS
+            return "aac"
+        if data[1] & 0xE0 == 0xE0 and (data[1] >> 1) & 0x3:  # 11-bit sync, layer I-III: MPEG audio
+            return "mp3"
+    return None

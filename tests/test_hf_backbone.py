@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from transformers import (ClapConfig, ClapFeatureExtractor, ClapModel, HubertConfig, HubertModel, Wav2Vec2Config,
-                          Wav2Vec2FeatureExtractor, Wav2Vec2Model, WhisperConfig, WhisperFeatureExtractor,
-                          WhisperModel)
+from transformers import (ClapFeatureExtractor, ClapModel, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor, Wav2Vec2Model)
 
 from embed.hf import ALIASES, BackboneUnavailable, RemoteCodeRefused, load_hf, window_starts
 

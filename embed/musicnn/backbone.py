@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from embed.backbone import Provenance, package_versions, select_layers
 
