@@ -24,7 +24,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft as sfft  # scikit-learn's dependency; see space()
 
 N_TAB = 2048  # wavetable length: 1023 harmonics available, nearest-sample lookup is clean enough
 CTRL = 16  # control-rate hop (samples) for pitch and envelopes
@@ -246,6 +245,8 @@ def _eq(corner: float | None, sr: int, nfft: int) -> np.ndarray:
 
 def space(x, rng, sr, label, corner):
     """Reverb and brightness EQ in one FFT convolution (scipy.fft: numpy's float32 rfft is ~3x slower)."""
+    import scipy.fft as sfft  # imported here: every ingest imports this module, few generate demo audio
+
     nfft = sfft.next_fast_len(len(x) + int(1.5 * sr), real=True)
     H = 1.0 + GENRES[label]["wet"] * _room(label, int(rng.integers(4)), sr, nfft)
     return sfft.irfft(sfft.rfft(x, nfft) * H * _eq(corner, sr, nfft), nfft)[: len(x)].astype(np.float32)

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-import polars as pl
-
 from ingest.probe import AUDIO_EXTENSIONS
 from ingest.source import SourceError, SourceItem, Skipped
 
@@ -82,7 +80,9 @@ def _from_folders(cfg: Config) -> Iterator[SourceItem | Skipped]:
         )
 
 
-def read_metadata(csv_path: Path) -> pl.DataFrame:
+def read_metadata(csv_path: Path) -> "pl.DataFrame":
+    import polars as pl  # only metadata CSVs need it; keeps every other ingest's start-up short
+
     try:
         frame = pl.read_csv(csv_path, infer_schema_length=None, try_parse_dates=False)
     except (pl.exceptions.PolarsError, OSError) as err:
