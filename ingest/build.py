@@ -190,14 +190,15 @@ def _invalid_metadata(item: SourceItem) -> str | None:
 
 
 def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> dict[str, Any]:
-    audio = checked.transcoded if checked.transcoded is not None else item.read()
+    # A file is copied into the shard by the kernel; the parent never reads its bytes.
+    audio = checked.transcoded if checked.transcoded is not None else item.data if item.data is not None else item.path
     fmt = "flac" if checked.transcoded is not None else item.format
     sha = checked.sha256
     key = make_key(item.track_id, keys)
-    member = writer.write(key, fmt, audio, _json_row(options.dataset, item, fmt, sha, checked.info))
+    member = writer.write(key, fmt, audio, _json_row(options.dataset, item, fmt, sha, checked.info), size=checked.nbytes)
     by_sha[sha].append(item.track_id)
     result.written += 1
-    result.audio_bytes += len(audio)
+    result.audio_bytes += member.nbytes
     result.audio_hours += checked.info.duration_s / 3600
     return {
         "dataset": options.dataset, "track_id": item.track_id,

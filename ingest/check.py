@@ -28,6 +28,7 @@ class Checked:
     info: AudioInfo | None = None
     reason: str | None = None
     sha256: str | None = None  # of the bytes to store (the transcoded ones when transcoding)
+    nbytes: int = 0            # how many bytes were checked: the shard writer copies exactly these
     transcoded: bytes | None = None  # FLAC bytes when transcode=flac
 
 
@@ -50,8 +51,8 @@ def check_one(item: SourceItem, transcode: str) -> Checked:
         info = probe(data, item.format)
         if transcode == "flac" and item.format != "flac":
             flac = to_flac(data)
-            return Checked(info=info, sha256=hashlib.sha256(flac).hexdigest(), transcoded=flac)
-        return Checked(info=info, sha256=hashlib.sha256(data).hexdigest())
+            return Checked(info=info, sha256=hashlib.sha256(flac).hexdigest(), nbytes=len(flac), transcoded=flac)
+        return Checked(info=info, sha256=hashlib.sha256(data).hexdigest(), nbytes=len(data))
     except BadAudio as err:
         return Checked(reason=str(err))
 

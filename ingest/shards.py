@@ -14,7 +14,7 @@ import tarfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 _BLOCK = tarfile.BLOCKSIZE
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
@@ -59,47 +59,63 @@ class ShardWriter:
         self._close_current()
         path = self.directory / f"{self.prefix}-{len(self.paths):06d}.tar"
         self.paths.append(path)
-        self._file = open(path, "wb", buffering=1 << 20)
+        # Unbuffered: headers are small os-level writes and payloads from files go through
+        # sendfile, so the kernel's file offset is always where the next member starts.
+        self._file = open(path, "wb", buffering=0)
         self._offset = 0
         self._count = 0
 
-    def _add(self, name: str, payload: bytes) -> int:
+    def _add(self, name: str, size: int, write_payload: Callable[[], None]) -> int:
         """Appends one member (ustar header + data + padding); returns the data's offset.
 
         Written by hand rather than through TarFile.addfile, which copies in 16 KiB pieces
         through a file object; the header itself still comes from tarfile.
         """
         info = tarfile.TarInfo(name)
-        info.size = len(payload)
+        info.size = size
         info.mode = 0o644
         info.mtime = 0  # identical inputs give byte-identical shards
         header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
-        padding = -len(payload) % _BLOCK
         self._file.write(header)
-        self._file.write(payload)
-        self._file.write(b"\0" * padding)
+        write_payload()
+        self._file.write(b"\0" * (-size % _BLOCK))
         data_offset = self._offset + len(header)
-        self._offset = data_offset + len(payload) + padding
+        self._offset = data_offset + size + (-size % _BLOCK)
         return data_offset
 
-    def write(self, key: str, ext: str, audio: bytes, row: dict) -> WrittenMember:
+    def _copy_file(self, source: Path, size: int) -> None:
+        """Kernel-side copy (sendfile): the bytes never pass through Python."""
+        with open(source, "rb") as handle:
+            sent = 0
+            while sent < size:
+                step = os.sendfile(self._file.fileno(), handle.fileno(), sent, size - sent)
+                if step == 0:
+                    raise OSError(f"{source}: file shrank while being ingested ({sent} of {size} bytes)")
+                sent += step
+
+    def write(self, key: str, ext: str, audio: bytes | Path, row: dict, size: int | None = None) -> WrittenMember:
+        """Adds a sample; `audio` is the bytes, or a file path copied as `size` bytes."""
+        size = len(audio) if isinstance(audio, bytes) else size
         if (
             self._file is None
             or self._count >= self.max_count
-            or (self._count > 0 and self._offset + len(audio) > self.max_bytes)
+            or (self._count > 0 and self._offset + size > self.max_bytes)
         ):
             self._open_next()
-        offset = self._add(f"{key}.{ext}", audio)
-        self._add(f"{key}.json", json.dumps(row, ensure_ascii=False, default=str).encode())
+        if isinstance(audio, bytes):
+            offset = self._add(f"{key}.{ext}", size, lambda: self._file.write(audio))
+        else:
+            offset = self._add(f"{key}.{ext}", size, lambda: self._copy_file(audio, size))
+        meta = json.dumps(row, ensure_ascii=False, default=str).encode()
+        self._add(f"{key}.json", len(meta), lambda: self._file.write(meta))
         self._count += 1
-        return WrittenMember(self.paths[-1], offset, len(audio))
+        return WrittenMember(self.paths[-1], offset, size)
 
     def _close_current(self) -> None:
         if self._file is not None:
             # End-of-archive: two zero blocks, then pad to a full 10 KiB record as tar(1) does.
             end = self._offset + 2 * _BLOCK
             self._file.write(b"\0" * (2 * _BLOCK + (-end % tarfile.RECORDSIZE)))
-            self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
