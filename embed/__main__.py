@@ -11,6 +11,8 @@ from rich.console import Console
 
 from embed import engine
 from embed.engine import EmbedConfig, EmbedRefused, EmbedResult
+from ingest.build import IngestFailed
+from ingest.source import SourceError
 from lake import catalog
 from lake.cli import UsageError, fail, parse_config, run_main, split_args
 
@@ -85,7 +87,7 @@ def main(argv: list[str]) -> int:
         if not cfg.slot:
             result.report = engine.write_report(cfg)
             catalog.refresh()
-    except EmbedRefused as err:
+    except (EmbedRefused, SourceError, IngestFailed) as err:  # the last two from ingesting first
         fail(str(err), code=1)
     except (RuntimeError, OSError) as err:
         fail(" ".join(str(err).split()), code=1)

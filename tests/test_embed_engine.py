@@ -191,3 +191,19 @@ def test_hf_backbone_with_all_layers_gives_one_row_per_layer_per_clip(small_lake
     assert layer1.matrix.shape == (10, 32)
     with pytest.raises(ValueError, match="pass layer="):
         load("small", "tiny")
+
+
+def test_embedding_a_known_source_ingests_it_first_or_says_how(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "embed", "dataset=gtzan", "backbone=logmel"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 1
+    assert "gtzan is not ingested yet" in done.stderr and "sanchit-gandhi/gtzan" in done.stderr
+    assert "Traceback" not in done.stderr
+    unknown = subprocess.run([sys.executable, "-m", "embed", "dataset=mine", "backbone=logmel"],
+                             capture_output=True, text=True, env=env)
+    assert unknown.returncode == 1 and "just ingest dataset=mine source=folder path=DIR" in unknown.stderr
