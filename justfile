@@ -1,6 +1,7 @@
 # audiolake: every recipe forwards its key=value arguments to Python, which validates them.
 # positional-arguments + "$@" keeps a quoted SQL string one argument ({{args}} would split it).
 set positional-arguments
+set shell := ["bash", "-cu"]
 
 python := env_var_or_default("PYTHON", "python")
 
@@ -20,7 +21,7 @@ embed *args:
 weights:
     @{{python}} -c "from embed.musicnn import ensure_wheel; print(ensure_wheel())"
 
-# the main job on the offline demo data: ingest, embed (musicnn-mtt, logmel), a few SQL answers
+# the main job on the offline demo data: ingest, embed (musicnn-mtt, logmel), SQL answers, probes
 demo *args:
     @{{python}} -m ingest dataset=demo "$@"
     @{{python}} -m embed dataset=demo backbone=musicnn-mtt
@@ -29,6 +30,14 @@ demo *args:
     @{{python}} -m lake.sql file=queries/culture_by_label.sql dataset=demo
     @echo "nearest neighbours of demo_000000 by musicnn-mtt:"
     @{{python}} -m lake.sql file=queries/nearest_neighbours.sql dataset=demo backbone=musicnn-mtt track_id=demo_000000 k=5
+    @# takes of one song are near-duplicates: group_id keeps them in one split
+    @{{python}} -m lake.splits dataset=demo name=default stratify=label,culture group=group_id
+    @{{python}} -m heads head=probe dataset=demo backbone=musicnn-mtt target=label
+    @{{python}} -m heads head=probe dataset=demo backbone=logmel target=label
+    @{{python}} -m heads head=probe dataset=demo backbone=musicnn-mtt target=culture
+    @{{python}} -m heads head=probe dataset=demo backbone=logmel target=culture
+    @{{python}} -m heads.compare dataset=demo head=probe target=label
+    @{{python}} -m heads.compare dataset=demo head=probe target=culture
 
 # data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
 validate *args:
@@ -66,7 +75,7 @@ sql *args:
 tables:
     @{{python}} -m lake.tables
 
-# benchmarks: just bench ingest | embed | read_path (each prints ratios against a baseline)
+# benchmarks: just bench ingest | embed | read_path | near_duplicates | heads (ratios against a baseline)
 bench name *args:
     @{{python}} bench/{{name}}.py "${@:2}"
 

@@ -1,0 +1,77 @@
+"""A run on disk: `data/runs/<run_id>/` (config, metrics, checkpoint, report, plots) and its row
+in the `runs` table, written as its own part so concurrent runs never rewrite each other.
+
+The folder is written first and the row last: the row is the commit. A run killed half-way
+leaves a folder no row points at, and nothing in the table.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import secrets
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from lake import atomic, catalog, paths
+from lake.schemas import RUNS
+
+PACKAGES = ("audiolake", "torch", "numpy", "scipy", "scikit-learn", "duckdb", "pyarrow", "transformers")
+
+
+def new_run_id(head: str, now: datetime | None = None) -> str:
+    """Sorts by creation time; the random tail keeps two runs started in one second apart."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{head}-{secrets.token_hex(3)}"
+
+
+def packages() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str:
+    """HEAD of the checkout this code runs from, or "unknown" outside one (a wheel install)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def run_part(dataset: str, run_id: str) -> Path:
+    return paths.partition_dir("runs", dataset=dataset) / f"part-{run_id}.parquet"
+
+
+def write_row(row: dict[str, Any]) -> Path:
+    table = pa.Table.from_pylist([row], schema=RUNS)
+    target = atomic.write_parquet(table, run_part(row["dataset"], row["run_id"]))
+    catalog.refresh()
+    return target
+
+
+def write_folder(folder: Path, config: dict[str, Any], result: dict[str, Any], report: str,
+                 checkpoints: dict[str, dict[str, Any]]) -> None:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(config, folder / "config.json")
+    atomic.write_json(result, folder / "metrics.json")
+    for name, checkpoint in checkpoints.items():
+        with atomic.atomic_path(folder / name) as tmp:
+            torch.save(checkpoint, tmp)
+    atomic.write_text(report, folder / "report.md")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)

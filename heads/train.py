@@ -1,0 +1,103 @@
+"""Training any head: load the selection once, fit each seed, record one run.
+
+    from heads.train import train
+    run = train("probe", dataset="demo", backbone="logmel", target="label", seeds=3)
+    run.metrics["test"]["accuracy"], run.folder
+
+`seeds=N` fits seeds seed … seed+N-1 on the same loaded arrays and records ONE run: its
+metrics are the mean over seeds (so `just runs` and `just compare` read a multi-seed run like
+any other), `metrics.seeds` holds the seed values, the std of every number and each seed's
+own metrics; confusion matrices are summed over seeds. `model.pt` is the first seed's
+checkpoint, `model-seed<S>.pt` the others'.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from heads import metrics, record, registry, report
+from heads.data import Data, load
+from lake import paths
+from lake.cli import parse_config
+
+
+@dataclass
+class Run:
+    run_id: str
+    folder: Path
+    row: dict[str, Any]
+    metrics: dict[str, Any]
+    data: Data
+
+
+def train(head: str, console: Console | None = None, **keys: Any) -> Run:
+    """`keys` are a head Config's fields (strings, as from the command line, or values)."""
+    module = registry.get(head)
+    cfg = parse_config(module.Config, {k: _text(v) for k, v in keys.items()})
+    return train_config(head, cfg, console)
+
+
+def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
+    console = console or Console(stderr=True, quiet=True)
+    module = registry.get(head)
+    data = load(cfg)
+    console.print(f"{cfg.dataset}: {len(data.track_ids):,} rows ("
+                  + ", ".join(f"{p} {sum(c.values())}" for p, c in data.counts().items()) + f"), "
+                  f"{len(data.classes)} classes of {cfg.target}"
+                  + (f"; {data.dropped_null} dropped with NULL {cfg.target}" if data.dropped_null else ""))
+
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    trained = []
+    for seed in seeds:
+        trained.append(module.train(cfg, data, seed))
+        if len(seeds) > 1:
+            console.print(f"  seed {seed}: " + _brief(trained[-1].metrics))
+
+    if len(trained) == 1:
+        result = dict(trained[0].metrics)
+        result["seeds"] = {"values": seeds}
+    else:
+        result, std = metrics.aggregate([t.metrics for t in trained])
+        result["seeds"] = {"values": seeds, "std": std or {}, "per_seed": [t.metrics for t in trained]}
+    layer = result.get("layer") or trained[0].layer
+    result["data"] = {"rows": data.counts(), "classes": data.classes, "dropped_null": data.dropped_null,
+                      "dims": data.dims, "fingerprint": data.fingerprint}
+
+    created = datetime.now(timezone.utc)
+    run_id = record.new_run_id(head, created)
+    folder = paths.runs_dir() / run_id
+    config = {"head": head, **dataclasses.asdict(cfg), "resolved_layers": data.layer_of}
+    row = {
+        "run_id": run_id, "head": head, "dataset": cfg.dataset, "backbones": list(cfg.backbone),
+        "layer": layer, "split_name": cfg.split, "target": cfg.target,
+        "config": record.dumps(config), "metrics": record.dumps(result),
+        "packages": record.dumps(record.packages()), "git_commit": record.git_commit(),
+        "data_fingerprint": data.fingerprint, "created_at": created,
+        "path": str(folder.relative_to(paths.root())),
+    }
+    plots = [p.name for p in module.plots(result, data, folder)]
+    checkpoints = {("model.pt" if i == 0 else f"model-seed{s}.pt"): t.checkpoint
+                   for i, (s, t) in enumerate(zip(seeds, trained))}
+    notes = list(dict.fromkeys(n for t in trained for n in t.notes))
+    record.write_folder(folder, config, result, report.markdown(row, data, result, plots, notes), checkpoints)
+    record.write_row(row)
+    return Run(run_id, folder, row, result, data)
+
+
+def _brief(result: dict[str, Any]) -> str:
+    part = "test" if "test" in result else "val"
+    found = [f"{m} {result[part][m]:.4f}" for m in ("accuracy", "macro_f1") if isinstance(result[part].get(m), float)]
+    return f"{part} " + ", ".join(found) + (f" (layer {result['layer']})" if "layers" in result else "")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
