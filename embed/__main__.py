@@ -14,7 +14,7 @@ from embed.engine import EmbedConfig, EmbedRefused, EmbedResult
 from ingest.build import IngestFailed
 from ingest.source import SourceError
 from lake import catalog
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 
 
 def ensure_ingested(dataset: str, console: Console) -> None:
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     pairs, words = split_args(argv)
     if words:
         raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         cfg = parse_config(EmbedConfig, pairs)
         if not cfg.slot:

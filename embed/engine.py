@@ -19,6 +19,8 @@ from typing import Literal
 import numpy as np
 import torch
 from rich.console import Console
+
+from lake.cli import make_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from embed import registry, store
@@ -208,7 +210,7 @@ def _progress(console: Console) -> Progress:
 
 
 def run(cfg: EmbedConfig, console: Console | None = None) -> EmbedResult:
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     started = time.perf_counter()
     clips = dataset_clips(cfg.dataset)
     if not clips:

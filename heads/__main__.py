@@ -8,13 +8,12 @@ Keys are the head's Config fields (heads/<name>.py); an unknown key is named in 
 """
 from __future__ import annotations
 
-from rich.console import Console
 
 from heads import registry
 from heads.data import SelectionError
 from heads.report import terminal
 from heads.train import train_config
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +28,7 @@ def main(argv: list[str]) -> int:
     except KeyError as err:
         raise UsageError(err.args[0]) from None
     cfg = parse_config(module.Config, pairs)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         run = train_config(head, cfg, console)
     except (SelectionError, FileNotFoundError) as err:
@@ -37,7 +36,7 @@ def main(argv: list[str]) -> int:
     seeds = run.metrics["seeds"]["values"]
     title = (f"{head} · {cfg.dataset} · {' ⊕ '.join(cfg.backbone)} · layer {run.row['layer']} · {cfg.target}"
              + (f" · mean ± std of {len(seeds)} seeds" if len(seeds) > 1 else ""))
-    out = Console()
+    out = make_console()
     out.print(title, highlight=False)
     out.print(terminal(run.metrics))
     if "layers" in run.metrics:

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from lake import atomic, catalog, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc"), ("macro_f1", "macro-F1"),
             ("roc_auc", "ROC-AUC"))
@@ -113,9 +112,9 @@ def main(argv: list[str]) -> int:
                            min_width=6 if name in short or name.startswith("acc[") else None)
         for row in cells:
             out.add_row(*row)
-        Console().print(out)
+        make_console().print(out)
     target = atomic.write_text(text, report_path(cfg))
-    Console(stderr=True).print(f"wrote {target}", highlight=False, soft_wrap=True)
+    make_console(stderr=True).print(f"wrote {target}", highlight=False, soft_wrap=True)
     return 0
 
 

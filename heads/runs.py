@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-from rich.console import Console
 from rich.table import Table
 
 from lake import catalog, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 
 # (column, header); numbers are right-aligned with 3 decimals
 SHOWN = (("run_id", "run_id"), ("head", "head"), ("dataset", "dataset"), ("backbones", "backbones"),
@@ -70,7 +69,7 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
     cfg = parse_config(RunsConfig, pairs)
     result = select(catalog.connect(), cfg.dataset, cfg.where)
-    console = Console()
+    console = make_console()
     if result.num_rows == 0:
         fail("no runs" + (f" for dataset {cfg.dataset}" if cfg.dataset else "")
              + (f" where {cfg.where}" if cfg.where else "") + ": train one with just train head=probe ...", code=1)

@@ -23,7 +23,7 @@ from rich.console import Console
 from heads import metrics, record, registry, report
 from heads.data import Data, load
 from lake import paths
-from lake.cli import parse_config
+from lake.cli import parse_config, make_console
 
 
 @dataclass
@@ -43,7 +43,7 @@ def train(head: str, console: Console | None = None, **keys: Any) -> Run:
 
 
 def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
-    console = console or Console(stderr=True, quiet=True)
+    console = console or make_console(stderr=True, quiet=True)
     module = registry.get(head)
     data = load(cfg)
     console.print(f"{cfg.dataset}: {len(data.track_ids):,} rows ("

@@ -6,7 +6,7 @@ from rich.console import Console
 from ingest.api import ingest
 from ingest.build import IngestFailed, IngestResult
 from ingest.source import SourceError
-from lake.cli import UsageError, fail, run_main, split_args
+from lake.cli import UsageError, fail, run_main, split_args, make_console
 from lake.tables import human_bytes
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     dataset = pairs.pop("dataset", None)
     if not dataset:
         raise UsageError("missing dataset=NAME")
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         result = ingest(dataset, console=console, **pairs)
     except SourceError as err:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from rich.console import Console
+
+from lake.cli import make_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingest.check import checked_items
@@ -126,7 +128,7 @@ def _json_row(dataset: str, item: SourceItem, fmt: str, sha: str, info: Any) -> 
 
 def run(options: IngestOptions, items: Iterator[SourceItem | Skipped], source_fingerprint: str,
         total: int | None = None, console: Console | None = None) -> IngestResult:
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     fingerprint = build_fingerprint(options, source_fingerprint)
     with dataset_lock(options.dataset):
         previous = committed(options.dataset)

@@ -19,10 +19,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 from ingest.probe import AUDIO_EXTENSIONS
 from ingest.source import SourceError, SourceItem, Skipped
+
+if TYPE_CHECKING:
+    import polars as pl
 
 REQUIRED_COLUMNS = ("track_id", "audio_path")
 
@@ -80,7 +83,7 @@ def _from_folders(cfg: Config) -> Iterator[SourceItem | Skipped]:
         )
 
 
-def read_metadata(csv_path: Path) -> "pl.DataFrame":
+def read_metadata(csv_path: Path) -> pl.DataFrame:
     import polars as pl  # only metadata CSVs need it; keeps every other ingest's start-up short
 
     try:

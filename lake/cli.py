@@ -6,11 +6,15 @@ type are rejected by name, so `just ingest datset=demo` fails on `datset`, not l
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 T = TypeVar("T")
 
@@ -92,10 +96,17 @@ def parse_config(cls: type[T], pairs: dict[str, str], ignore: tuple[str, ...] = 
         raise UsageError(str(err)) from None
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def make_console(stderr: bool = False, **options: Any) -> "Console":
+    """A rich console that stays readable when piped: logs and CI get 160 columns, not 80."""
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(stderr=stderr, width=width, **options)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    make_console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lake import atomic, catalog, paths
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 from lake.schemas import INTERACTIONS
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -266,7 +266,7 @@ def main(argv: list[str]) -> int:
     pairs, words = split_args(argv)
     if words:
         raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
-    console = Console()
+    console = make_console()
     try:
         if "import" in pairs:
             return main_import(Path(pairs.pop("import")).expanduser(), pairs, console)

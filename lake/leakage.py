@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from lake import atomic, catalog, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 from lake.embeddings import load
 from lake.split_assign import SPLIT_NAMES
 
@@ -150,7 +150,7 @@ def near_duplicates(con: duckdb.DuckDBPyConnection, dataset: str, split_name: st
     sizes = np.bincount(codes, minlength=len(SPLIT_NAMES))
     work = int(sizes[0] * sizes[1] + sizes[0] * sizes[2] + sizes[1] * sizes[2])
     started = time.perf_counter()
-    with Progress(console=console or Console(stderr=True), transient=True) as progress:
+    with Progress(console=console or make_console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"near-duplicates · {backbone}", total=max(work, 1))
         i, j, cos = cross_split_pairs(matrix, codes, threshold, advance=lambda n: progress.advance(task, n))
     seconds = time.perf_counter() - started
@@ -284,7 +284,7 @@ def main(argv: list[str]) -> int:
     for column in group:
         if column not in columns:
             raise UsageError(f"group={column}: not a column of tracks")
-    console = Console()
+    console = make_console()
     try:
         checks = run_checks(con, cfg.dataset, cfg.name, group, cfg.backbone, cfg.layer, cfg.threshold,
                             cfg.examples, console, cfg.center)

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lake import atomic, catalog, leakage, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 from lake.schemas import SPLITS
 from lake.split_assign import ALGORITHM, SPLIT_NAMES, Assignment, assign, check_ratios
 
@@ -248,7 +248,7 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
     cfg = parse_config(SplitConfig, pairs)
     try:
-        return run(cfg, Console())
+        return run(cfg, make_console())
     except SplitFailed as err:
         fail(str(err), code=1)
 

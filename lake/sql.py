@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lake import atomic, catalog, queries
-from lake.cli import UsageError, fail, run_main, split_args
+from lake.cli import UsageError, fail, run_main, split_args, make_console
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -94,11 +94,11 @@ def main(argv: list[str]) -> int:
     except duckdb.Error as err:
         fail(str(err).strip(), code=1)
     if fmt == "table":
-        render(result, Console(), int(max_rows))
+        render(result, make_console(), int(max_rows))
     else:
         export(result, fmt, out)
         if out is not None:
-            Console(stderr=True).print(f"wrote {result.num_rows} rows to {out}")
+            make_console(stderr=True).print(f"wrote {result.num_rows} rows to {out}")
     return 0
 
 

@@ -1,11 +1,10 @@
 """`just tables` — each table with rows, partitions, files and bytes."""
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from lake import catalog, paths
-from lake.cli import UsageError, run_main, split_args
+from lake.cli import UsageError, make_console, run_main, split_args
 
 
 def human_bytes(n: float) -> str:
@@ -27,7 +26,7 @@ def main(argv: list[str]) -> int:
     for row in catalog.table_stats():
         table.add_row(row["table"], f"{row['rows']:,}", str(row["partitions"]),
                       str(row["files"]), human_bytes(row["bytes"]))
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from lake import atomic, catalog, paths
 from lake import validate_checks as vc
 from lake import validate_plots as plots
-from lake.cli import UsageError, fail, parse_config, run_main, split_args
+from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
 
 MAX_IDS = 1000  # ids listed per problem in profile.json (the counts are always complete)
 MD_CLASSES = 40  # values listed per class column in profile.md
@@ -71,7 +71,7 @@ class ValidateError(Exception):
 
 
 def validate(cfg: ValidateConfig, console: Console | None = None) -> Report:
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     con = catalog.connect()
     with Progress(TextColumn("validate {task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as progress:
@@ -268,7 +268,7 @@ def main(argv: list[str]) -> int:
         report = validate(cfg)
     except ValidateError as err:
         fail(str(err), code=1)
-    summary(report, Console())
+    summary(report, make_console())
     return 1 if report.errors else 0
 
 
