@@ -53,7 +53,10 @@ def _probe_soundfile(data: bytes) -> AudioInfo:
             # and no NaN is possible. Float subtypes are read as floats and checked.
             dtype = _NATIVE_DTYPE.get(handle.subtype, "float32")
             frames = 0
-            for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype=dtype, always_2d=True):
+            # blocks() allocates a whole block up front: no bigger than the clip (short clips
+            # are the common case, and a 1 M-frame buffer per clip was most of their cost).
+            blocksize = max(1, min(_BLOCK_FRAMES, handle.frames or _BLOCK_FRAMES))
+            for block in handle.blocks(blocksize=blocksize, dtype=dtype, always_2d=True):
                 if dtype.startswith("float") and not np.isfinite(block).all():
                     raise BadAudio("decoded samples contain NaN or Inf")
                 frames += len(block)
