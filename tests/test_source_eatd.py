@@ -4,28 +4,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from ingest.api import ingest
 from ingest.source import SourceError
+from conftest import write_clip
 from lake import catalog
 
 AFFECTS = ("positive", "neutral", "negative")
-
-
-@pytest.fixture(autouse=True)
-def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "lake"
-    monkeypatch.setenv("AUDIOLAKE_ROOT", str(root))
-    return root
-
-
-def clip(path: Path, seed: int) -> Path:
-    noise = np.random.default_rng(seed).normal(0, 0.1, 4000).astype(np.float32)  # 0.25 s at 16 kHz
-    sf.write(path, noise, 16000, subtype="PCM_16")
-    return path
 
 
 def subject(root: Path, name: str, raw: str | None, new: str | None = None, denoised: bool = True,
@@ -36,9 +22,9 @@ def subject(root: Path, name: str, raw: str | None, new: str | None = None, deno
     for i, affect in enumerate(AFFECTS):
         if affect in missing:
             continue
-        clip(folder / f"{affect}.wav", seed + i)
+        write_clip(folder / f"{affect}.wav", seconds=0.25, seed=seed + i)
         if denoised:
-            clip(folder / f"{affect}_out.wav", seed + i + 5)
+            write_clip(folder / f"{affect}_out.wav", seconds=0.25, seed=seed + i + 5)
         if transcripts:
             (folder / f"{affect}.txt").write_text(f"{name} 说 {affect}", encoding="utf-8")
     if raw is not None:

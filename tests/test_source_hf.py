@@ -22,12 +22,9 @@ GENRES = ["blues", "jazz", "rock"]
 
 
 @pytest.fixture(autouse=True)
-def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "lake"
-    monkeypatch.setenv("AUDIOLAKE_ROOT", str(root))
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))  # never the user's cache
     datasets.disable_progress_bars()
-    return root
 
 
 def clip(path: Path, seed: int, fmt: str = "WAV", seconds: float = 0.5, rate: int = 16000) -> Path:

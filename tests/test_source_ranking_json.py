@@ -4,28 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from ingest.api import ingest
 from ingest.ranking_json import strip_trailing_commas
 from ingest.source import SourceError
+from conftest import write_clip
 from lake import catalog
-
-
-@pytest.fixture(autouse=True)
-def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "lake"
-    monkeypatch.setenv("AUDIOLAKE_ROOT", str(root))
-    return root
-
-
-def clip(path: Path, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    noise = np.random.default_rng(seed).normal(0, 0.1, 8000).astype(np.float32)  # 0.5 s at 16 kHz
-    sf.write(path, noise, 16000, subtype="PCM_16")
-    return path
 
 
 RANKING = """[
@@ -52,7 +37,7 @@ def rows(dataset: str) -> dict[str, dict]:
 def test_groups_ranks_scores_and_skips(tmp_path):
     audio = tmp_path / "audio"
     for i, name in enumerate(["g1/a", "g1/b", "g1/c", "g2/d", "g2/e", "g3/f", "g3/g"]):
-        clip(audio / f"{name}.wav", i)
+        write_clip(audio / f"{name}.wav", seconds=0.5, seed=i)
     ranking = audio / "ranking.json"
     ranking.write_text(RANKING)
 
@@ -80,7 +65,7 @@ def test_groups_ranks_scores_and_skips(tmp_path):
 
 
 def test_audio_root_option(tmp_path):
-    clip(tmp_path / "wavs" / "x.wav", 1)
+    write_clip(tmp_path / "wavs" / "x.wav", seconds=0.5, seed=1)
     ranking = tmp_path / "meta" / "r.json"
     ranking.parent.mkdir()
     ranking.write_text(json.dumps([[{"audio_file": "x.wav", "score": 1}]]))
