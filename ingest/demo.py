@@ -51,6 +51,7 @@ from typing import Iterator, Literal
 import numpy as np
 import soundfile as sf
 
+from ingest import demo_compose as compose
 from ingest import demo_synth as synth
 from ingest.source import SourceItem
 
@@ -203,9 +204,9 @@ def render(cfg: Config, p: ClipPlan) -> tuple[np.ndarray, dict]:
     T = int(round(cfg.duration_s * cfg.sample_rate))
     song_rng = np.random.default_rng([cfg.seed, 5, p.song])
     rng = np.random.default_rng([cfg.seed, 6, p.index])
-    dry, info = synth.render_clip(song_rng, rng, p.culture, p.label, p.affect, p.tonic, p.bpm,
+    dry, info = compose.render_clip(song_rng, rng, p.culture, p.label, p.affect, p.tonic, p.bpm,
                                   cfg.sample_rate, T, p.singer, p.pitch_error_cents or 0.0)
-    return synth.finish(dry, rng, cfg.sample_rate, p.label, p.affect), info
+    return compose.finish(dry, rng, cfg.sample_rate, p.label, p.affect), info
 
 
 def describe(cfg: Config, p: ClipPlan) -> dict:
