@@ -207,3 +207,40 @@ def test_embedding_a_known_source_ingests_it_first_or_says_how(monkeypatch):
     unknown = subprocess.run([sys.executable, "-m", "embed", "dataset=mine", "backbone=logmel"],
                              capture_output=True, text=True, env=env)
     assert unknown.returncode == 1 and "just ingest dataset=mine source=folder path=DIR" in unknown.stderr
+
+
+def test_a_process_killed_with_sigkill_resumes_to_the_identical_table(small_lake, tmp_path):
+    """The real thing: no exception handler or finally block runs when the job is SIGKILLed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    embed(backbone="logmel", name="reference", batch_size=2)
+    # A slow disk after the first part: the kill lands while later shards are in flight.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import time, embed.store as store\n"
+        "real = store.write_part\n"
+        "def slow(*a, **k):\n"
+        "    out = real(*a, **k)\n"
+        "    time.sleep(60)\n"
+        "    return out\n"
+        "store.write_part = slow\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.getcwd()])}
+    job = subprocess.Popen([sys.executable, "-m", "embed", "dataset=small", "backbone=logmel", "name=killed",
+                            "batch_size=2", "loader_workers=0"], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not store.list_parts("small", "killed") and time.time() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert len(store.list_parts("small", "killed")) == 1
+    resumed = embed(backbone="logmel", name="killed", batch_size=2)
+    assert (resumed.already, resumed.embedded) == (3, 7)
+    reference, result = table_rows("reference"), table_rows("killed")
+    assert [r[:3] for r in result] == [r[:3] for r in reference]
+    for ours, theirs in zip(result, reference):
+        assert np.array_equal(np.asarray(ours[3], np.float32), np.asarray(theirs[3], np.float32))
