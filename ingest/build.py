@@ -98,9 +98,9 @@ def dataset_lock(dataset: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def remove_stale_builds(dataset: str, keep: str | None) -> None:
+def remove_stale_builds(dataset: str, keep: set[str | None]) -> None:
     for entry in paths.shards_dir(dataset).iterdir():
-        if entry.is_dir() and entry.name != keep:
+        if entry.is_dir() and entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -134,7 +134,7 @@ def run(options: IngestOptions, items: Iterator[SourceItem | Skipped], source_fi
         previous = committed(options.dataset)
         if previous.get(FINGERPRINT_KEY) == fingerprint and not options.force:
             return IngestResult(options.dataset, "unchanged", tracks_part=str(tracks_part(options.dataset)))
-        remove_stale_builds(options.dataset, keep=previous.get(BUILD_KEY))
+        remove_stale_builds(options.dataset, keep={previous.get(BUILD_KEY)})
         build_id = time.strftime("b%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         build_dir = paths.shards_dir(options.dataset) / build_id
         build_dir.mkdir(parents=True)
@@ -144,7 +144,9 @@ def run(options: IngestOptions, items: Iterator[SourceItem | Skipped], source_fi
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
-        remove_stale_builds(options.dataset, keep=build_id)
+        # The previous build stays one generation: a reader that planned from the old manifest
+        # (an embed job mid-run) still finds its bytes. The next rebuild removes it.
+        remove_stale_builds(options.dataset, keep={build_id, previous.get(BUILD_KEY)})
     catalog.refresh()
     return result
 

@@ -126,7 +126,10 @@ def test_reingest_is_a_noop_and_force_rebuilds(tmp_path):
     assert again.status == "unchanged" and part.stat().st_mtime_ns == stamp
     forced = ingest("re", source="folder", path=folder, force=True, workers=1)
     assert forced.status == "written" and forced.shards != first.shards
-    assert not (paths.root() / first.shards[0]).exists(), "the old build is removed after the commit"
+    assert (paths.root() / first.shards[0]).exists(), "readers of the previous manifest still find its shards"
+    ingest("re", source="folder", path=folder, force=True, workers=1)
+    assert not (paths.root() / first.shards[0]).exists(), "two builds back is removed"
+    assert (paths.root() / forced.shards[0]).exists()
     write_clip(folder / "b.wav", seed=9)
     changed = ingest("re", source="folder", path=folder, workers=1)
     assert changed.status == "written" and changed.written == 2
