@@ -78,7 +78,9 @@ class BatchDataset(torch.utils.data.Dataset):
         out = []
         for clip in self.batches[index]:
             try:
-                samples, rate, _ = decode(read_bytes(self.root, clip))
+                # crop needs only the first max_seconds (plus a little for the resampler's edge)
+                limit = self.max_seconds + 0.1 if self.chunking == "crop" else None
+                samples, rate, _ = decode(read_bytes(self.root, clip), limit)
                 if samples.size == 0:
                     raise ValueError("no audio frames")
                 chunks = prepare(samples, rate, self.target_rate, self.max_seconds, self.chunking)

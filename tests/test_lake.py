@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -145,3 +146,17 @@ def test_cli_parsing_names_the_bad_key():
 def test_names_that_become_directories_are_checked():
     with pytest.raises(ValueError, match="dataset="):
         paths.check_name("dataset", "../etc")
+
+
+def test_decode_stops_at_max_seconds_for_every_decoder():
+    from conftest import encode, tone
+    from lake.audio import decode
+
+    for fmt in ("wav", "flac", "mp3", "m4a"):
+        data = encode(tone(seconds=3.0, rate=16000, channels=2), 16000, fmt)
+        full, rate, _ = decode(data)
+        head, _, _ = decode(data, max_seconds=1.0)
+        assert rate == 16000 and full.shape[1] == 2
+        assert len(full) >= 3 * 16000 - 2048, fmt
+        assert len(head) == 16000, fmt
+        np.testing.assert_allclose(head, full[:16000], atol=1e-6, err_msg=fmt)
