@@ -13,6 +13,7 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
 import numpy as np
@@ -42,7 +43,38 @@ def to_flac(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def _hash_file(path: Path) -> tuple[str, int]:
+    """sha256 and size in one streaming pass: a long recording is never held in memory."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+# Files up to this size are read once into memory (fastest for the common short clip); larger
+# ones (long recordings) are hashed in a streaming pass and decoded in place, never held whole.
+IN_MEMORY_MAX_BYTES = 64 << 20
+
+
+def _is_large(item: SourceItem) -> bool:
+    try:
+        return item.path is not None and Path(item.path).stat().st_size > IN_MEMORY_MAX_BYTES
+    except OSError:
+        return False  # the read below reports it
+
+
 def check_one(item: SourceItem, transcode: str) -> Checked:
+    if _is_large(item) and (transcode == "none" or item.format == "flac"):
+        try:
+            sha, size = _hash_file(item.path)
+        except OSError as err:
+            return Checked(reason=f"cannot read: {err.strerror or err}")
+        try:
+            return Checked(info=probe(Path(item.path), item.format), sha256=sha, nbytes=size)
+        except BadAudio as err:
+            return Checked(reason=str(err))
     try:
         data = item.read()
     except OSError as err:

@@ -10,6 +10,8 @@ import io
 import re
 import struct
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -34,21 +36,29 @@ class AudioInfo:
     frames: int
 
 
-def probe(data: bytes, fmt: str) -> AudioInfo:
-    if not data:
+def probe(source: bytes | Path, fmt: str) -> AudioInfo:
+    """Decodes `source` (the bytes, or a file read in place: no copy of a long recording in
+    memory, and libsndfile's own I/O is faster than Python callbacks over a buffer)."""
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if size == 0:
         raise BadAudio("empty file (0 bytes)")
     fmt = fmt.lower()
     if fmt in ("wav", "wave"):
-        _check_riff_size(data)
-    info = _probe_soundfile(data) if fmt in SOUNDFILE_FORMATS else _probe_av(data)
+        with _opened(source) as handle:
+            _check_riff_size(handle, size)
+    info = _probe_soundfile(source) if fmt in SOUNDFILE_FORMATS else _probe_av(source)
     if info.frames == 0:
         raise BadAudio("no audio frames decoded")
     return info
 
 
-def _probe_soundfile(data: bytes) -> AudioInfo:
+def _opened(source: bytes | Path) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _probe_soundfile(source: bytes | Path) -> AudioInfo:
     try:
-        with sf.SoundFile(io.BytesIO(data)) as handle:
+        with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as handle:
             # Integer PCM is read as integers: a full decode without the float conversion,
             # and no NaN is possible. Float subtypes are read as floats and checked.
             dtype = _NATIVE_DTYPE.get(handle.subtype, "float32")
@@ -68,11 +78,11 @@ def _probe_soundfile(data: bytes) -> AudioInfo:
     return AudioInfo(frames / rate, rate, channels, frames)
 
 
-def _probe_av(data: bytes) -> AudioInfo:
+def _probe_av(source: bytes | Path) -> AudioInfo:
     import av  # imported lazily: most collections never need FFmpeg
 
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r") as container:
             if not container.streams.audio:
                 raise BadAudio("container has no audio stream")
             stream = container.streams.audio[0]
@@ -89,35 +99,35 @@ def _probe_av(data: bytes) -> AudioInfo:
     return AudioInfo(frames / rate, int(rate), int(channels), frames)
 
 
-def _check_riff_size(data: bytes) -> None:
+def _check_riff_size(handle: BinaryIO, size: int) -> None:
     """A WAV whose data chunk declares more bytes than the file holds was cut short."""
-    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
         return  # not RIFF: let the decoder say what it is
-    position, declared_data = 12, None
-    ds64_data_size = None
-    while position + 8 <= len(data):
-        chunk_id = data[position:position + 4]
-        (size,) = struct.unpack("<I", data[position + 4:position + 8])
-        if chunk_id == b"ds64" and position + 8 + 16 <= len(data):
-            ds64_data_size = struct.unpack("<Q", data[position + 16:position + 24])[0]
+    position, ds64_data_size = 12, None
+    while position + 8 <= size:
+        handle.seek(position)
+        chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+        if chunk_id == b"ds64":
+            body = handle.read(16)
+            if len(body) == 16:
+                ds64_data_size = struct.unpack("<Q", body[8:16])[0]
         if chunk_id == b"data":
-            declared_data = ds64_data_size if size == 0xFFFFFFFF and ds64_data_size else size
-            available = len(data) - (position + 8)
+            declared = ds64_data_size if chunk_size == 0xFFFFFFFF and ds64_data_size else chunk_size
+            available = size - (position + 8)
             # 0 and 0xFFFFFFFF are what streaming writers leave when they never went back
             # to fill the size in; those files are not truncated, just unsized.
-            if declared_data not in (0, 0xFFFFFFFF) and declared_data > available:
-                raise BadAudio(
-                    f"truncated: data chunk declares {declared_data} bytes, file holds {available}"
-                )
+            if declared not in (0, 0xFFFFFFFF) and declared > available:
+                raise BadAudio(f"truncated: data chunk declares {declared} bytes, file holds {available}")
             return
-        position += 8 + size + (size & 1)
+        position += 8 + chunk_size + (chunk_size & 1)
 
 
 def _one_line(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
-    # libsndfile names the in-memory buffer ("Error opening <_io.BytesIO object at 0x…>: ");
-    # the report already names the file, so keep only the reason.
-    text = re.sub(r"^Error opening <[^>]*>: ", "", text)
+    # libsndfile names what it opened ("Error opening <_io.BytesIO object at 0x…>: " or the
+    # path); the report already names the file, so keep only the reason.
+    text = re.sub(r"^Error opening (<[^>]*>|'[^']*'): ", "", text)
     return text[:300]
 
 

@@ -210,3 +210,18 @@ def test_shards_are_plain_tars(tmp_path):
     result = ingest("t", source="folder", path=folder, workers=1)
     with tarfile.open(paths.root() / result.shards[0]) as tar:
         assert tar.getnames() == ["a.wav", "a.json"]
+
+
+def test_long_recordings_are_checked_in_place(tmp_path, monkeypatch):
+    import ingest.check as check
+
+    monkeypatch.setattr(check, "IN_MEMORY_MAX_BYTES", 1000)  # every clip counts as long here
+    folder = tmp_path / "long"
+    clip = write_clip(folder / "a.wav", seconds=1.0)
+    good = clip.read_bytes()
+    (folder / "cut.wav").write_bytes(good[: len(good) // 2])
+    result = ingest("long", source="folder", path=folder, workers=1)
+    assert result.written == 1 and [Path(s["source"]).name for s in result.skipped] == ["cut.wav"]
+    (row,) = tracks(catalog.connect(), "long")
+    assert row["sha256"] == hashlib.sha256(good).hexdigest() and row["nbytes"] == len(good)
+    assert row["duration_s"] == pytest.approx(1.0)
