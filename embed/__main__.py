@@ -14,7 +14,7 @@ from embed.engine import EmbedConfig, EmbedRefused, EmbedResult
 from ingest.build import IngestFailed
 from ingest.source import SourceError
 from lake import catalog
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import fail, key_values, make_console, parse_config, run_main
 
 
 def ensure_ingested(dataset: str, console: Console) -> None:
@@ -69,9 +69,7 @@ def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     console = make_console(stderr=True)
     try:
         cfg = parse_config(EmbedConfig, pairs)

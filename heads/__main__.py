@@ -13,13 +13,11 @@ from heads import registry
 from heads.data import SelectionError
 from heads.report import terminal
 from heads.train import train_config
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     head = pairs.pop("head", None)
     if not head:
         raise UsageError(f"missing head=NAME (heads: {', '.join(sorted(registry.HEADS))})")

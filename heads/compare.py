@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lake import atomic, catalog, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc"), ("macro_f1", "macro-F1"),
             ("roc_auc", "ROC-AUC"))
@@ -86,9 +86,7 @@ def report_path(cfg: CompareConfig) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     cfg = parse_config(CompareConfig, pairs)
     found = rows(cfg.dataset, cfg.head, cfg.target, cfg.split)
     if not found:

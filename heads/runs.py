@@ -17,7 +17,7 @@ import pyarrow as pa
 from rich.table import Table
 
 from lake import catalog, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 
 # (column, header); numbers are right-aligned with 3 decimals
 SHOWN = (("run_id", "run_id"), ("head", "head"), ("dataset", "dataset"), ("backbones", "backbones"),
@@ -64,9 +64,7 @@ def render(result: pa.Table, limit: int) -> Table:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     cfg = parse_config(RunsConfig, pairs)
     result = select(catalog.connect(), cfg.dataset, cfg.where)
     console = make_console()

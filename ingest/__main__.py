@@ -6,7 +6,7 @@ from rich.console import Console
 from ingest.api import ingest
 from ingest.build import IngestFailed, IngestResult
 from ingest.source import SourceError
-from lake.cli import UsageError, fail, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, run_main
 from lake.tables import human_bytes
 
 
@@ -35,9 +35,7 @@ def summary(result: IngestResult, console: Console) -> None:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     dataset = pairs.pop("dataset", None)
     if not dataset:
         raise UsageError("missing dataset=NAME")

@@ -41,6 +41,14 @@ def split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return pairs, words
 
 
+def key_values(argv: list[str]) -> dict[str, str]:
+    """The `key=value` pairs of a command that takes nothing else; a bare word is an error."""
+    pairs, words = split_args(argv)
+    if words:
+        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    return pairs
+
+
 def _convert(key: str, raw: str, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):

@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lake import atomic, catalog, paths
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.schemas import INTERACTIONS
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -263,9 +263,7 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     console = make_console()
     try:
         if "import" in pairs:

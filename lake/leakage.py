@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from lake import atomic, catalog, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.embeddings import load
 from lake.split_assign import SPLIT_NAMES
 
@@ -268,9 +268,7 @@ def print_summary(checks: list[Check], console: Console) -> None:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     cfg = parse_config(LeakageConfig, pairs)
     params = split_params(cfg.dataset, cfg.name)
     con = catalog.connect()

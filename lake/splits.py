@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lake import atomic, catalog, leakage, paths, queries
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.schemas import SPLITS
 from lake.split_assign import ALGORITHM, SPLIT_NAMES, Assignment, assign, check_ratios
 
@@ -243,9 +243,7 @@ def run(cfg: SplitConfig, console: Console) -> int:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     cfg = parse_config(SplitConfig, pairs)
     try:
         return run(cfg, make_console())

@@ -20,7 +20,7 @@ from rich.table import Table
 from lake import atomic, catalog, paths
 from lake import validate_checks as vc
 from lake import validate_plots as plots
-from lake.cli import UsageError, fail, parse_config, run_main, split_args, make_console
+from lake.cli import fail, key_values, make_console, parse_config, run_main
 
 MAX_IDS = 1000  # ids listed per problem in profile.json (the counts are always complete)
 MD_CLASSES = 40  # values listed per class column in profile.md
@@ -260,9 +260,7 @@ def summary(report: Report, console: Console) -> None:
 
 
 def main(argv: list[str]) -> int:
-    pairs, words = split_args(argv)
-    if words:
-        raise UsageError(f"unexpected argument {words[0]!r}: arguments are key=value")
+    pairs = key_values(argv)
     cfg = parse_config(ValidateConfig, pairs)
     try:
         report = validate(cfg)

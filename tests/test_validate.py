@@ -18,6 +18,7 @@ from embed import engine
 from embed.engine import EmbedConfig
 from ingest.api import ingest
 from lake import atomic, catalog, paths, validate
+from lake.cli import UsageError
 from lake.schemas import tracks_table
 from lake.vectors import write_vector_parquet
 
@@ -177,5 +178,5 @@ def test_bad_arguments_are_one_line_errors(lake, capsys):
     with pytest.raises(SystemExit):
         validate.main(["dataset=absent"])
     assert "has no tracks" in capsys.readouterr().err
-    with pytest.raises(validate.UsageError, match="unknown key bakbone="):
+    with pytest.raises(UsageError, match="unknown key bakbone="):
         validate.main(["dataset=demo", "bakbone=logmel"])
