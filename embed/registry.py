@@ -13,7 +13,9 @@ BUILTIN = ("logmel", "musicnn-mtt", "musicnn-msd")
 
 
 def hf_aliases() -> dict:
-    from embed.hf import ALIASES
+    # The alias table lives beside the hub helpers, not in embed.hf, so naming a backbone
+    # never imports the model code.
+    from embed.hf_source import ALIASES
 
     return ALIASES
 
