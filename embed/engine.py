@@ -144,11 +144,12 @@ def pending_work(cfg: EmbedConfig, clips: dict[str, list[Clip]]) -> tuple[dict[s
     current = {(c.track_id, c.sha256) for shard in clips.values() for c in shard}
     done: set[tuple[str, str]] = set()
     for part in store.list_parts(cfg.dataset, cfg.name):
-        if not cfg.slot:  # the parent prunes once; workers only read
+        pairs, failures, _ = store.part_contents(part)  # ids and hashes only, not the vectors
+        if pairs - current and not cfg.slot:  # the parent prunes once; workers only read
+            # Only a part that holds stale rows is read in full and rewritten.
             store.drop_stale(part, current)
-        if part.exists():
-            pairs, failures, _ = store.part_contents(part)
-            done |= pairs | {(f["track_id"], f["sha256"]) for f in failures}
+            pairs &= current
+        done |= pairs | {(f["track_id"], f["sha256"]) for f in failures}
     pending = {}
     for index, (shard, shard_clips) in enumerate(sorted(clips.items())):
         if cfg.slot and index % int(cfg.slot.split("/")[1]) != int(cfg.slot.split("/")[0]):
