@@ -10,7 +10,7 @@ Layout, either of:
   as `label` (GTZAN's `genres/blues/blues.00000.wav` layout).
 
 Formats: wav, flac, ogg, mp3, aiff (libsndfile) and m4a/aac/mp4 (FFmpeg via PyAV). Files
-with other extensions are counted as ignored, not read. License: whatever the user's files
+with other extensions are skipped unread. License: whatever the user's files
 carry; nothing is downloaded.
 """
 from __future__ import annotations
@@ -46,21 +46,33 @@ class Config:
             raise SourceError(f"labels=metadata but {self.path / 'metadata.csv'} does not exist")
         if self.labels in ("folders", "none"):
             self.metadata = None
+        # count(), fingerprint() and items() of one ingest share one directory walk and one
+        # CSV parse: a corpus of 100k files is listed once, not three times.
+        self._listing: list[Path] | None = None
+        self._frame = None
 
 
-def audio_files(root: Path) -> tuple[list[Path], int]:
-    """Audio files under root in a stable order, and how many other files were ignored."""
-    found, ignored = [], 0
+def listing(cfg: Config) -> list[Path]:
+    if cfg._listing is None:
+        cfg._listing = audio_files(cfg.path)
+    return cfg._listing
+
+
+def metadata_frame(cfg: Config) -> pl.DataFrame:
+    if cfg._frame is None:
+        cfg._frame = read_metadata(cfg.metadata)
+    return cfg._frame
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Audio files under root (by extension; hidden files and folders skipped), in a stable order."""
+    found = []
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith("."):
-                continue
-            if name.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS and "." in name:
+            if not name.startswith(".") and "." in name and name.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS:
                 found.append(Path(directory) / name)
-            elif name != "metadata.csv":
-                ignored += 1
-    return found, ignored
+    return found
 
 
 def _extension(path: Path) -> str:
@@ -68,8 +80,7 @@ def _extension(path: Path) -> str:
 
 
 def _from_folders(cfg: Config) -> Iterator[SourceItem | Skipped]:
-    files, _ignored = audio_files(cfg.path)
-    for path in files:
+    for path in listing(cfg):
         relative = path.relative_to(cfg.path)
         meta = {}
         if cfg.labels != "none" and len(relative.parts) > 1:
@@ -114,7 +125,7 @@ def _split_terms(value: object) -> list[str] | None:
 
 
 def _from_metadata(cfg: Config) -> Iterator[SourceItem | Skipped]:
-    frame = read_metadata(cfg.metadata)
+    frame = metadata_frame(cfg)
     base = cfg.metadata.parent
     for number, row in enumerate(frame.iter_rows(named=True), start=2):  # row 1 is the header
         where = f"{cfg.metadata}:{number}"
@@ -150,8 +161,8 @@ def items(cfg: Config) -> Iterator[SourceItem | Skipped]:
 
 def count(cfg: Config) -> int:
     if cfg.metadata:
-        return read_metadata(cfg.metadata).height
-    return len(audio_files(cfg.path)[0])
+        return metadata_frame(cfg).height
+    return len(listing(cfg))
 
 
 def fingerprint(cfg: Config) -> str:
@@ -159,8 +170,7 @@ def fingerprint(cfg: Config) -> str:
     digest = hashlib.sha256(f"folder:v1:{cfg.labels}".encode())
     if cfg.metadata:
         digest.update(cfg.metadata.read_bytes())
-    files, _ = audio_files(cfg.path)
-    for path in files:
+    for path in listing(cfg):
         stat = path.stat()
         digest.update(f"{path.relative_to(cfg.path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
