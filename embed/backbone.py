@@ -7,7 +7,7 @@ vector per waveform. Everything the `backbones` table records comes from `proven
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
+from lake import versions
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -42,13 +42,8 @@ class Provenance:
 
 
 def package_versions(*names: str) -> dict[str, str]:
-    versions = {}
-    for name in ("numpy", "torch", *names):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    """numpy and torch, which every backbone computes with, and the backbone's own packages."""
+    return versions.package_versions("numpy", "torch", *names)
 
 
 def select_layers(requested: str, available: Sequence[str], default: str = "last") -> tuple[str, ...]:

@@ -17,6 +17,7 @@ import soxr
 import torch
 
 from lake.audio import decode, to_mono
+from lake.errors import one_line
 
 MIN_CHUNK_FRACTION = 0.25  # a trailing chunk shorter than this share of max_seconds is dropped
 
@@ -86,7 +87,7 @@ class BatchDataset(torch.utils.data.Dataset):
                 chunks = prepare(samples, rate, self.target_rate, self.max_seconds, self.chunking)
                 out.append(Decoded(clip, chunks))
             except Exception as err:  # any decoder failure is this clip's, not the job's
-                out.append(Decoded(clip, [], f"decode failed: {' '.join(str(err).split())[:300]}"))
+                out.append(Decoded(clip, [], f"decode failed: {one_line(err)}"))
         return out
 
 

@@ -7,19 +7,17 @@ MERT job touches only its bytes.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lake import atomic, paths
+from lake import atomic, locks, paths
 from lake.schemas import BACKBONES, embeddings_schema
 from lake.vectors import write_vector_parquet
 
@@ -92,17 +90,9 @@ def backbone_part(name: str) -> Path:
     return paths.partition_dir("backbones", backbone=name) / "part-000000.parquet"
 
 
-@contextmanager
-def backbone_lock(name: str) -> Iterator[None]:
+def backbone_lock(name: str):
     """Parallel workers of one job check-or-write the same provenance row; one at a time."""
-    directory = paths.table_dir("backbones")
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locks.file_lock(paths.table_dir("backbones") / f".{name}.lock")
 
 
 def read_backbone(name: str) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from lake import atomic, catalog, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
+from lake.errors import one_line
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc"), ("macro_f1", "macro-F1"),
             ("roc_auc", "ROC-AUC"))
@@ -39,7 +40,7 @@ def rows(dataset: str, head: str, target: str, split: str = "") -> list[dict[str
         return queries.run_file(con, "compare_backbones", dataset=dataset, head=head, target=target,
                                 split_name=split).to_pylist()
     except duckdb.Error as err:
-        raise UsageError(f"queries/compare_backbones.sql: {' '.join(str(err).split())[:300]}") from None
+        raise UsageError(f"queries/compare_backbones.sql: {one_line(err)}") from None
 
 
 def _value(row: dict[str, Any], name: str, digits: int = 4) -> str:

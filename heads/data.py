@@ -29,6 +29,7 @@ import pyarrow as pa
 from lake import catalog, paths, queries
 from lake.embeddings import choose_layer, parts, stored_layers
 from lake.embeddings import load as load_embeddings
+from lake.errors import one_line
 
 SPLIT_NAMES = ("train", "val", "test")
 CACHE_BYTES = 1 << 30  # layer matrices kept in memory at once (layer=all with seeds= reuses them)
@@ -98,10 +99,6 @@ class Data:
                 for part in SPLIT_NAMES if np.any(self.split == part)}
 
 
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())[:300]
-
-
 def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name: kind for name, kind, *_ in con.execute("DESCRIBE tracks").fetchall()}
 
@@ -137,7 +134,7 @@ def _selected_ids(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table | 
     except FileNotFoundError as err:
         raise SelectionError(f"select={sel.select}: {err}") from None
     except duckdb.Error as err:
-        raise SelectionError(f"select={sel.select}: {_one_line(err)}") from None
+        raise SelectionError(f"select={sel.select}: {one_line(err)}") from None
     if "track_id" not in ids.column_names:
         raise SelectionError(f"select={sel.select}: the query must return a track_id column "
                              f"(it returns {', '.join(ids.column_names)})")
@@ -169,7 +166,7 @@ def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table:
         return con.sql(sql, params={"dataset": sel.dataset, "split": sel.split}).to_arrow_table()
     except duckdb.Error as err:
         key = f"where={sel.where!r}" if sel.where else "the selection"
-        raise SelectionError(f"{key}: DuckDB says: {_one_line(err)}") from None
+        raise SelectionError(f"{key}: DuckDB says: {one_line(err)}") from None
 
 
 def encode_target(values: np.ndarray, split: np.ndarray, target: str) -> tuple[np.ndarray, list[str]]:

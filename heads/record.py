@@ -7,17 +7,15 @@ leaves a folder no row points at, and nothing in the table.
 from __future__ import annotations
 
 import json
-import platform
 import secrets
 import subprocess
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from lake import atomic, catalog, paths
+from lake import atomic, catalog, paths, versions
 from lake.schemas import RUNS
 
 PACKAGES = ("audiolake", "torch", "numpy", "scipy", "scikit-learn", "duckdb", "pyarrow", "transformers")
@@ -30,13 +28,7 @@ def new_run_id(head: str, now: datetime | None = None) -> str:
 
 
 def packages() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return versions.package_versions(*PACKAGES, python=True)
 
 
 def git_commit() -> str:

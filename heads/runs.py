@@ -18,6 +18,7 @@ from rich.table import Table
 
 from lake import catalog, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
+from lake.errors import one_line
 
 # (column, header); numbers are right-aligned with 3 decimals
 SHOWN = (("run_id", "run_id"), ("head", "head"), ("dataset", "dataset"), ("backbones", "backbones"),
@@ -40,7 +41,7 @@ def select(con: duckdb.DuckDBPyConnection, dataset: str = "", where: str = "") -
         return con.sql(sql, params={"dataset": dataset}).to_arrow_table()
     except duckdb.Error as err:
         key = f"where={where!r}" if where.strip() else "queries/runs.sql"
-        raise UsageError(f"{key}: DuckDB says: {' '.join(str(err).split())[:300]}") from None
+        raise UsageError(f"{key}: DuckDB says: {one_line(err)}") from None
 
 
 NUMERIC = {"seeds", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"}

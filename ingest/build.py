@@ -7,14 +7,12 @@ leaves only an unreferenced directory that the next run removes.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import time
 import uuid
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -27,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ingest.check import checked_items
 from ingest.shards import ShardWriter, make_key
 from ingest.source import SourceItem, Skipped
-from lake import atomic, catalog, paths
+from lake import atomic, catalog, locks, paths
 from lake.schemas import TRACKS_IDENTITY, coerce_metadata, tracks_table
 
 FINGERPRINT_KEY = "audiolake.ingest.fingerprint"
@@ -85,17 +83,9 @@ def committed(dataset: str) -> dict[str, str]:
     return atomic.read_parquet_metadata(part) if part.is_file() else {}
 
 
-@contextmanager
-def dataset_lock(dataset: str) -> Iterator[None]:
+def dataset_lock(dataset: str):
     """Two ingests of one dataset at once would race on the commit; the second waits."""
-    directory = paths.shards_dir(dataset)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locks.file_lock(paths.shards_dir(dataset) / ".lock")
 
 
 def remove_stale_builds(dataset: str, keep: set[str | None]) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterator, Literal
 
 from ingest.probe import AUDIO_EXTENSIONS
 from ingest.source import SourceError, SourceItem, Skipped
+from lake.errors import one_line
 
 if TYPE_CHECKING:
     import polars as pl
@@ -100,7 +101,7 @@ def read_metadata(csv_path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_csv(csv_path, infer_schema_length=None, try_parse_dates=False)
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise SourceError(f"{csv_path}: cannot read CSV: {' '.join(str(err).split())[:200]}") from None
+        raise SourceError(f"{csv_path}: cannot read CSV: {one_line(err)}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise SourceError(f"{csv_path}: missing column {missing[0]!r} (has: {', '.join(frame.columns)})")

@@ -14,6 +14,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from ingest.source import SourceError
+from lake import errors
 
 _TRUE = {"1", "true", "yes", "on"}
 _PROBE_TIMEOUT_S = 3.0
@@ -98,16 +99,10 @@ def offline_error(hf_id: str, reason: str) -> SourceError:
 
 def one_line(err: BaseException, limit: int = 240) -> str:
     """The error and its root cause ("An error occurred while generating…" alone says nothing)."""
-    root, seen = err, {id(err)}
-    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
-        root = cause
-        seen.add(id(cause))
-    text = " ".join(str(err).split()) or type(err).__name__
-    if root is not err:
-        text += f" ({type(root).__name__}: {' '.join(str(root).split())})"
+    text = errors.one_line(err, limit)
     if "torchcodec" in text:
         text += "; pip install torchcodec, or ingest the directory with source=folder"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text
 
 
 def is_network_error(err: BaseException) -> bool:

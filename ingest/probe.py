@@ -7,7 +7,6 @@ checked against the header's declared data size.
 from __future__ import annotations
 
 import io
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
+from lake.errors import one_line
 
 # Decoded by libsndfile (MP3 since libsndfile 1.1); everything else goes through FFmpeg (PyAV).
 SOUNDFILE_FORMATS = {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "au", "w64", "caf"}
@@ -74,7 +74,7 @@ def _probe_soundfile(source: bytes | Path) -> AudioInfo:
     except BadAudio:
         raise
     except Exception as err:  # libsndfile reports every failure as one error type or another
-        raise BadAudio(f"not decodable audio: {_one_line(err)}") from None
+        raise BadAudio(f"not decodable audio: {one_line(err)}") from None
     return AudioInfo(frames / rate, rate, channels, frames)
 
 
@@ -93,7 +93,7 @@ def _probe_av(source: bytes | Path) -> AudioInfo:
     except BadAudio:
         raise
     except Exception as err:  # FFmpeg raises a family of av.error.* types
-        raise BadAudio(f"not decodable audio: {_one_line(err)}") from None
+        raise BadAudio(f"not decodable audio: {one_line(err)}") from None
     if not rate:
         raise BadAudio("audio stream has no sample rate")
     return AudioInfo(frames / rate, int(rate), int(channels), frames)
@@ -121,14 +121,6 @@ def _check_riff_size(handle: BinaryIO, size: int) -> None:
                 raise BadAudio(f"truncated: data chunk declares {declared} bytes, file holds {available}")
             return
         position += 8 + chunk_size + (chunk_size & 1)
-
-
-def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    # libsndfile names what it opened ("Error opening <_io.BytesIO object at 0x…>: " or the
-    # path); the report already names the file, so keep only the reason.
-    text = re.sub(r"^Error opening (<[^>]*>|'[^']*'): ", "", text)
-    return text[:300]
 
 
 def sniff_format(data: bytes) -> str | None:

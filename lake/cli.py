@@ -6,6 +6,7 @@ type are rejected by name, so `just ingest datset=demo` fails on `datset`, not l
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import types
@@ -73,9 +74,14 @@ def _convert(key: str, raw: str, annotation: Any) -> Any:
         raise UsageError(f"{key}={raw!r}: expected true or false")
     if annotation in (int, float):
         try:
-            return annotation(raw)
+            value = annotation(raw)
         except ValueError:
             raise UsageError(f"{key}={raw!r}: expected {annotation.__name__}") from None
+        # float("nan") parses, and NaN passes every `x <= 0` check after it: refuse it here,
+        # once, for every CLI.
+        if not math.isfinite(value):
+            raise UsageError(f"{key}={raw!r}: expected a finite number")
+        return value
     if annotation is Path:
         return Path(raw).expanduser()
     return raw

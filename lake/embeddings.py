@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from lake import catalog, paths
 from lake.vectors import read_matrix, row_groups_where
+from lake.errors import one_line
 
 
 @dataclass
@@ -83,6 +84,6 @@ def load(dataset: str, backbone: str, layer: str | None = None, label: str | Non
                 "ON t.dataset = $dataset AND t.track_id = s.track_id ORDER BY s.position",
                 params={"dataset": dataset}).to_arrow_table()
         except Exception as err:
-            raise ValueError(f"label={label!r}: not a column of tracks ({' '.join(str(err).split())[:120]})") from None
+            raise ValueError(f"label={label!r}: not a column of tracks ({one_line(err, 160)})") from None
         labels = labels_table.column("value").to_numpy(zero_copy_only=False)
     return Embeddings(dataset, backbone, layer, ids.to_numpy(zero_copy_only=False), matrix, labels)

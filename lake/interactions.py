@@ -40,6 +40,7 @@ from rich.table import Table
 from lake import atomic, catalog, paths
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.schemas import INTERACTIONS
+from lake.errors import one_line
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 YEAR_S = 365 * 86400
@@ -174,7 +175,7 @@ def read_log(file: Path) -> pa.Table:
         else:
             raise InteractionsError(f"import={file}: expected a .csv or .parquet file")
     except (pa.ArrowInvalid, OSError) as err:
-        raise InteractionsError(f"import={file}: not readable: {' '.join(str(err).split())[:200]}") from None
+        raise InteractionsError(f"import={file}: not readable: {one_line(err)}") from None
     missing = [c for c in ("user_id", "track_id") if c not in raw.column_names]
     if missing:
         raise InteractionsError(f"import={file}: missing column {', '.join(missing)} (has: {', '.join(raw.column_names)})")
@@ -215,7 +216,7 @@ def _timestamps(col: pa.ChunkedArray, file: Path) -> pa.ChunkedArray:
             return pc.cast(col, pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise InteractionsError(f"import={file}: ts is not a time (ISO 8601 or epoch seconds): "
-                                f"{' '.join(str(err).split())[:160]}") from None
+                                f"{one_line(err)}") from None
 
 
 def import_log(file: Path, cfg: ImportConfig) -> tuple[pa.Table, list[str], int]:

@@ -5,7 +5,8 @@ import os
 import re
 from pathlib import Path
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
+MAX_NAME = 100  # a part file name adds ~60 characters; most filesystems stop at 255
 
 
 def root() -> Path:
@@ -51,7 +52,10 @@ def cache_dir() -> Path:
 
 def check_name(kind: str, value: str) -> str:
     """Dataset and backbone names become directory names and hive partition values."""
-    if not _NAME.match(value):
+    # fullmatch, not match with `$`: `$` also matches before a trailing newline.
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        raise ValueError(f"{kind}={str(value)[:40]!r}…: a name is at most {MAX_NAME} characters")
+    if not _NAME.fullmatch(value):
         raise ValueError(
             f"{kind}={value!r} is not a valid name: use letters, digits, '_' and '-' "
             "(it becomes a directory and a partition value)"

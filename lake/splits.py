@@ -38,6 +38,7 @@ from lake import atomic, catalog, leakage, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.schemas import SPLITS
 from lake.split_assign import ALGORITHM, SPLIT_NAMES, Assignment, assign, check_ratios
+from lake.errors import one_line
 
 SOURCE_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
@@ -93,7 +94,7 @@ def read_tracks(con: duckdb.DuckDBPyConnection, cfg: SplitConfig) -> pa.Table:
     try:
         table = con.sql(sql, params={"wanted": wanted, "dataset": cfg.dataset}).to_arrow_table()
     except duckdb.Error as err:
-        raise UsageError(f"where={cfg.where!r}: {' '.join(str(err).split())[:200]}") from None
+        raise UsageError(f"where={cfg.where!r}: {one_line(err)}") from None
     if table.num_rows == 0:
         hint = f"where={cfg.where!r} selects none" if cfg.where else f"ingest it first: just ingest dataset={cfg.dataset}"
         raise SplitFailed(f"dataset={cfg.dataset} has no tracks to split ({hint})")
