@@ -60,6 +60,8 @@ class Selection:
             raise ValueError("backbone= is empty: name one backbone, or several separated by commas")
         if len(set(self.backbone)) != len(self.backbone):
             raise ValueError(f"backbone={','.join(self.backbone)} names a backbone twice")
+        if self.where.strip():
+            queries.predicate(self.where)
         if self.layer == "all" and len(self.backbone) > 1:
             raise ValueError("layer=all probes the layers of one backbone; fused backbones take one layer")
 
@@ -146,7 +148,10 @@ def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table:
     _check_names(con, sel)
     ids = _selected_ids(con, sel)
     target = '"' + sel.target.replace('"', '""') + '"'  # checked against DESCRIBE above
-    where = f"AND ({sel.where}\n)" if sel.where.strip() else ""  # the newline ends a trailing -- comment
+    try:
+        where = f"AND {queries.predicate(sel.where)}" if sel.where.strip() else ""
+    except ValueError as err:
+        raise SelectionError(str(err)) from None
     restrict = ""
     if ids is not None:
         con.register("selected_ids", ids)

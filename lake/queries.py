@@ -63,3 +63,19 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object] | No
 
 def run_file(con: duckdb.DuckDBPyConnection, name_or_path: str, **params: object) -> pa.Table:
     return run(con, resolve(name_or_path).read_text(encoding="utf-8"), params)
+
+
+def predicate(where: str, key: str = "where") -> str:
+    """A user's `where=` as one parenthesised SQL expression, or a ValueError naming the key.
+
+    `where=` is raw SQL by design, but it is spliced into `... WHERE dataset = $dataset AND (…)`:
+    text such as `1=1) OR (1=1` would close the parentheses and escape the dataset and split
+    filter. DuckDB's own parser must read it as exactly one expression; the text it renders
+    back (comments dropped, parentheses balanced) is what runs.
+    """
+    try:
+        expression = duckdb.SQLExpression(where)
+    except (duckdb.Error, duckdb.InvalidInputException) as err:
+        first = " ".join(str(err).split())
+        raise ValueError(f"{key}={where!r} is not one SQL expression: {first[:200]}") from None
+    return f"({expression})"

@@ -69,6 +69,8 @@ class SplitConfig:
         self.ratios = check_ratios(self.ratios)
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold={self.threshold}: cosine threshold must be in (0, 1]")
+        if self.where:
+            queries.predicate(self.where)
 
 
 part_path = leakage.split_part
@@ -89,7 +91,7 @@ def read_tracks(con: duckdb.DuckDBPyConnection, cfg: SplitConfig) -> pa.Table:
     wanted = list(dict.fromkeys(["dataset", *cfg.stratify, *cfg.group]))
     sql = ("SELECT track_id AS _track_id, sha256 AS _sha256, split AS _source_split, "
            "CAST(COLUMNS(lambda c: list_contains($wanted, c)) AS VARCHAR) "
-           "FROM tracks WHERE dataset = $dataset" + (f" AND ({cfg.where})" if cfg.where else "")
+           "FROM tracks WHERE dataset = $dataset" + (f" AND {queries.predicate(cfg.where)}" if cfg.where else "")
            + " ORDER BY track_id")
     try:
         table = con.sql(sql, params={"wanted": wanted, "dataset": cfg.dataset}).to_arrow_table()

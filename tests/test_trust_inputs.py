@@ -51,3 +51,26 @@ def test_one_line_keeps_the_root_cause_and_the_limit():
     except RuntimeError as err:
         text = one_line(err, 80)
     assert "\n" not in text and "OSError: disk full" in text and len(text) <= 80
+
+
+@pytest.mark.parametrize("where", ["1=1) OR (1=1", "true UNION SELECT * FROM tracks", "a = 1; DROP TABLE t",
+                                   "label = 'x' ) OR ( true"])
+def test_where_cannot_escape_the_dataset_and_split_filter(where):
+    from heads.data import Selection
+    from lake.splits import SplitConfig
+
+    with pytest.raises(UsageError, match="is not one SQL expression"):
+        parse_config(SplitConfig, {"dataset": "demo", "where": where})
+    with pytest.raises(ValueError, match="is not one SQL expression"):
+        Selection(dataset="demo", backbone="logmel", target="label", where=where)
+
+
+def test_where_selects_within_the_dataset_only(lake_root):
+    import duckdb
+
+    from lake import queries
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE tracks AS SELECT * FROM (VALUES ('a', 't1', 'x'), ('b', 't2', 'y')) t(dataset, track_id, label)")
+    sql = f"SELECT track_id FROM tracks WHERE dataset = 'a' AND {queries.predicate('label IS NOT NULL -- all')}"
+    assert con.execute(sql).fetchall() == [("t1",)]
