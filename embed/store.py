@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake import atomic, locks, paths
+from lake.parts import table_parts
 from lake.schemas import BACKBONES, embeddings_schema
 from lake.vectors import write_vector_parquet
 
@@ -37,8 +38,8 @@ def part_path(dataset: str, backbone: str, shard: str) -> Path:
 
 
 def list_parts(dataset: str, backbone: str) -> list[Path]:
-    directory = parts_dir(dataset, backbone)
-    return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+    """The readable parts; damaged or foreign files are skipped (and quarantined) by `lake.parts`."""
+    return table_parts("embeddings", dataset=dataset, backbone=backbone)
 
 
 def write_part(target: Path, dataset: str, backbone: str, dim: int,

@@ -1,4 +1,7 @@
-"""The DuckDB catalog: one view per table over its Parquet parts.
+"""The DuckDB catalog: one view per table over its Parquet parts (as listed by `lake.parts`).
+
+`embeddings` serves only vectors made from each track's current audio; `stored_embeddings` is
+every stored row, and `stale_embeddings` the stored rows it does not serve, with `why`.
 
 `connect()` gives an in-memory connection with the views, so our own commands never contend
 for the lock on `lake.duckdb`; `refresh()` writes the same views into `lake.duckdb` so any
@@ -12,55 +15,84 @@ from pathlib import Path
 import duckdb
 
 from lake import paths
+from lake.parts import table_parts
 from lake.schemas import PARTITIONS, TABLES, duckdb_type
 
 
-def _parts_glob(table: str) -> str:
-    return str(paths.table_dir(table) / "**" / "*.parquet")
+def _file_list(files: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
+
+def _read_parts(files: list[Path]) -> str:
+    """read_parquet over an explicit list from `lake.parts`: a damaged or foreign file that
+    the listing skipped can never reach a view, as it could through a glob."""
+    # hive_types_autocast off: a dataset called "2024" must stay a string.
+    return (f"read_parquet({_file_list(files)}, hive_partitioning = true, "
+            "union_by_name = true, hive_types_autocast = false)")
 
 
 def has_parts(table: str) -> bool:
-    directory = paths.table_dir(table)
-    return directory.is_dir() and any(directory.rglob("*.parquet"))
+    return bool(table_parts(table))
 
 
-def view_sql(table: str) -> str:
-    """The view definition: all parts when any exist, else a typed empty relation."""
-    if has_parts(table):
-        glob = _parts_glob(table).replace("'", "''")
-        # hive_types_autocast off: a dataset called "2024" must stay a string.
-        return (
-            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', "
-            "hive_partitioning = true, union_by_name = true, hive_types_autocast = false)"
-        )
+def _empty(table: str) -> str:
     columns = ", ".join(
         f"CAST(NULL AS {duckdb_type(field.type)}) AS {field.name}" for field in TABLES[table]
     )
-    return f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false"
+    return f"SELECT {columns} WHERE false"
+
+
+def view_sql(table: str, files: list[Path] | None = None) -> str:
+    """The view over a table's parts (every part when `files` is None), else a typed empty relation.
+
+    `embeddings` is special: its parts are the view `stored_embeddings`, and `embeddings`
+    serves only the rows made from a track's current audio (`EMBEDDINGS_VIEWS`)."""
+    files = table_parts(table) if files is None else files
+    name = "stored_embeddings" if table == "embeddings" else table
+    body = f"SELECT * FROM {_read_parts(files)}" if files else _empty(table)
+    return f"CREATE OR REPLACE VIEW {name} AS {body}"
+
+
+# A vector is current when a tracks row has its dataset, track id and audio hash. Where either
+# side has no hash (a table written by hand or by another tool) only the id can be matched.
+CURRENT = ("t.dataset = e.dataset AND t.track_id = e.track_id "
+           "AND (t.sha256 = e.sha256 OR t.sha256 IS NULL OR e.sha256 IS NULL)")
+
+EMBEDDINGS_VIEWS = [
+    # what readers get: vectors of the audio each track has now
+    f"CREATE OR REPLACE VIEW embeddings AS SELECT e.* FROM stored_embeddings AS e SEMI JOIN tracks AS t ON {CURRENT}",
+    # what they do not get, and why: still in the parts until the next `just embed` prunes them
+    "CREATE OR REPLACE VIEW stale_embeddings AS "
+    "SELECT e.dataset, e.backbone, e.track_id, e.sha256, e.layer, c.sha256 AS current_sha256, "
+    "CASE WHEN c.track_id IS NULL THEN 'track removed' ELSE 'audio changed' END AS why "
+    f"FROM stored_embeddings AS e ANTI JOIN tracks AS t ON {CURRENT} "
+    "LEFT JOIN (SELECT dataset, track_id, max(sha256) AS sha256 FROM tracks GROUP BY ALL) AS c "
+    "ON c.dataset = e.dataset AND c.track_id = e.track_id",
+]
 
 
 def vector_view_name(backbone: str) -> str:
     return "emb_" + re.sub(r"[^A-Za-z0-9_]", "_", backbone).lower()
 
 
-def vector_views(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """`emb_<backbone>`: that backbone's vectors with `emb` cast to FLOAT[dim].
+def vector_views(con: duckdb.DuckDBPyConnection, files: list[Path] | None = None) -> dict[str, str]:
+    """`emb_<backbone>`: that backbone's current vectors with `emb` cast to FLOAT[dim].
 
     The shared `embeddings` view mixes widths, so it can only say FLOAT[]; array functions
     such as array_cosine_similarity need the fixed width, which is one per backbone.
     """
-    if not has_parts("backbones") or not has_parts("embeddings"):
+    files = table_parts("embeddings") if files is None else files
+    if not files:
         return {}
     views = {}
     for backbone, dim in con.execute("SELECT backbone, dim FROM backbones ORDER BY 1").fetchall():
-        if not list(paths.table_dir("embeddings").glob(f"*/backbone={backbone}/*.parquet")):
+        own = [f for f in files if f.parent.name == f"backbone={backbone}"]
+        if not own:
             continue
-        glob = str(paths.table_dir("embeddings") / "*" / f"backbone={backbone}" / "*.parquet").replace("'", "''")
         name = vector_view_name(backbone)
         con.execute(
-            f"CREATE OR REPLACE VIEW {name} AS SELECT dataset, backbone, track_id, sha256, layer, "
-            f"CAST(emb AS FLOAT[{int(dim)}]) AS emb FROM read_parquet('{glob}', hive_partitioning = true, "
-            "hive_types_autocast = false)"
+            f"CREATE OR REPLACE VIEW {name} AS SELECT e.dataset, e.backbone, e.track_id, e.sha256, e.layer, "
+            f"CAST(e.emb AS FLOAT[{int(dim)}]) AS emb FROM {_read_parts(own)} AS e SEMI JOIN tracks AS t ON {CURRENT}"
         )
         views[backbone] = name
     return views
@@ -72,9 +104,12 @@ def install_views(con: duckdb.DuckDBPyConnection) -> None:
             "SELECT view_name FROM duckdb_views() WHERE NOT internal AND view_name LIKE 'emb\\_%' ESCAPE '\\'"
     ).fetchall():
         con.execute(f'DROP VIEW "{name}"')
-    for table in TABLES:
-        con.execute(view_sql(table))
-    vector_views(con)
+    listed = {table: table_parts(table) for table in TABLES}
+    for table, files in listed.items():
+        con.execute(view_sql(table, files))
+    for sql in EMBEDDINGS_VIEWS:
+        con.execute(sql)
+    vector_views(con, listed["embeddings"])
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -103,12 +138,11 @@ def table_stats() -> list[dict]:
     con = duckdb.connect()
     stats = []
     for table in TABLES:
-        files = sorted(paths.table_dir(table).rglob("*.parquet")) if has_parts(table) else []
+        files = table_parts(table)
         rows = 0
         if files:
-            glob = _parts_glob(table).replace("'", "''")
             rows = con.execute(
-                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata('{glob}')"
+                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({_file_list(files)})"
             ).fetchone()[0]
         depth = len(PARTITIONS.get(table, ()))
         partitions = {f.parent for f in files} if depth else set()

@@ -8,19 +8,31 @@ The matrix is read straight from the Parquet parts (`lake.vectors.read_matrix`: 
 as `np.load` of an .npy, where DuckDB's list decoding is ~10x slower), only the row groups of
 the requested layer, into one preallocated array. Ids come from the same row groups, and the
 label column is joined in DuckDB, so no per-row Python runs and nothing is copied twice.
+
+Every row is matched on (track_id, sha256) against the dataset's tracks, in Arrow: a vector
+made from audio that has since changed is refused (`StaleVectors`, naming the `just embed` that
+fixes it; `stale="skip"` leaves such rows out instead), and vectors of tracks no longer in the
+dataset are left out. Where either side has no sha256 only the id is matched.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lake import catalog, paths
-from lake.vectors import read_matrix, row_groups_where
+from lake import catalog
 from lake.errors import one_line
+from lake.parts import table_parts
+from lake.vectors import read_matrix, row_groups_where
+
+
+class StaleVectors(ValueError):
+    """Vectors made from audio that has since changed; the message names the fix."""
 
 
 @dataclass
@@ -34,8 +46,25 @@ class Embeddings:
 
 
 def parts(dataset: str, backbone: str) -> list[Path]:
-    directory = paths.partition_dir("embeddings", dataset=dataset, backbone=backbone)
-    return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+    return table_parts("embeddings", dataset=dataset, backbone=backbone)
+
+
+def current_audio(dataset: str) -> pa.Table:
+    """track_id and sha256 of every track the dataset has now."""
+    schema = pa.schema([("track_id", pa.string()), ("sha256", pa.string())])
+    tables = [pq.ParquetFile(f).read(columns=schema.names).cast(schema) for f in table_parts("tracks", dataset=dataset)]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def match_audio(ids: pa.Array, shas: pa.Array, audio: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(current, stale) masks over the rows: current rows have a track with their id and hash
+    (or no hash on either side); stale rows have a track whose audio hash is another."""
+    position = pc.index_in(ids, value_set=audio.column("track_id").combine_chunks())
+    now = pc.take(audio.column("sha256").combine_chunks(), position)
+    known = pc.is_valid(position)
+    stale = pc.and_(known, pc.fill_null(pc.not_equal(shas, now), False))
+    return (pc.and_(known, pc.invert(stale)).to_numpy(zero_copy_only=False),
+            stale.to_numpy(zero_copy_only=False))
 
 
 def stored_layers(files: list[Path]) -> list[str]:
@@ -62,18 +91,28 @@ def choose_layer(layer: str | None, available: list[str], where: str) -> str:
     return layer
 
 
-def load(dataset: str, backbone: str, layer: str | None = None, label: str | None = "label") -> Embeddings:
+def load(dataset: str, backbone: str, layer: str | None = None, label: str | None = "label",
+         stale: Literal["refuse", "skip"] = "refuse") -> Embeddings:
     files = parts(dataset, backbone)
     where = f"embeddings of dataset={dataset} backbone={backbone}"
+    fix = f"just embed dataset={dataset} backbone={backbone}"
     if not files:
-        raise FileNotFoundError(f"no {where}: run just embed dataset={dataset} backbone={backbone}")
+        raise FileNotFoundError(f"no {where}: run {fix}")
     layer = choose_layer(layer, stored_layers(files), where)
     groups = [row_groups_where(file, "layer", layer) for file in files]
-    ids = pa.concat_arrays([
-        pq.ParquetFile(file).read_row_groups(g, columns=["track_id"]).column("track_id").combine_chunks()
-        for file, g in zip(files, groups) if g
-    ] or [pa.array([], pa.string())])
+    keys = pa.schema([("track_id", pa.string()), ("sha256", pa.string())])
+    stored = pa.concat_tables([
+        pq.ParquetFile(file).read_row_groups(g, columns=keys.names).cast(keys) for file, g in zip(files, groups) if g
+    ] or [keys.empty_table()])
+    ids, shas = stored.column("track_id").combine_chunks(), stored.column("sha256").combine_chunks()
+    current, changed = match_audio(ids, shas, current_audio(dataset))
+    if changed.any() and stale == "refuse":
+        example = ids.filter(pa.array(changed))[0].as_py()
+        raise StaleVectors(f"{int(changed.sum())} vectors of {backbone} were made from audio that has since "
+                           f"changed (e.g. {example}): run {fix}")
     matrix = read_matrix(files, row_groups=groups)
+    if not current.all():  # vectors of removed tracks (and, when skipped, of changed audio)
+        ids, matrix = ids.filter(pa.array(current)), matrix[current]
     labels = None
     if label is not None:
         con = catalog.connect()

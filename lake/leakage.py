@@ -288,11 +288,18 @@ def main(argv: list[str]) -> int:
                             cfg.examples, console, cfg.center)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err), code=1)
-    report, json_path, md_path = write_report(cfg.dataset, cfg.name, checks, split_counts(con, cfg.dataset, cfg.name))
+    from lake.splits import coverage_problem  # lake.splits imports this module
+
+    # A split that no longer covers its dataset is not "clean", whatever the checks say.
+    outdated = coverage_problem(con, cfg.dataset, cfg.name) or ""
+    report, json_path, md_path = write_report(cfg.dataset, cfg.name, checks, split_counts(con, cfg.dataset, cfg.name),
+                                              outdated)
     console.print(f"leakage of {cfg.dataset} · split {cfg.name}:", highlight=False)
     print_summary(checks, console)
+    if outdated:
+        console.print(f"[bold red]{outdated}[/]", highlight=False, soft_wrap=True)
     console.print(f"report {md_path}\n       {json_path}", highlight=False)
-    return 1 if report["leakage"] else 0
+    return 1 if report["leakage"] or outdated else 0
 
 
 if __name__ == "__main__":

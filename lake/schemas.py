@@ -79,6 +79,7 @@ SPLITS = pa.schema([
     ("split_name", pa.string()),  # several named splits live side by side
     ("track_id", pa.string()),
     ("split", pa.string()),       # train | val | test
+    ("sha256", pa.string()),      # of the track's audio when the split was made: a changed track shows
 ])
 
 INTERACTIONS = pa.schema([
@@ -126,6 +127,39 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "interactions": ("dataset",),
     "runs": ("dataset",),
 }
+
+# Columns a part must have to be read as that table (with types `compatible_type` accepts);
+# any other column may be missing (the view fills NULL), so parts of older versions still read.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "tracks": ("track_id", "shard", "key", "offset", "nbytes", "sha256"),
+    "embeddings": ("track_id", "sha256", "layer", "emb"),
+    "backbones": ("backbone", "dim"),
+    "splits": ("track_id", "split"),
+    "interactions": ("user_id", "track_id"),
+    "runs": ("run_id", "head"),
+}
+
+
+def _family(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "number"
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "time"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return "list"
+    return str(arrow_type)
+
+
+def compatible_type(actual: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether a column stored as `actual` reads as `wanted` beside parts that store `wanted`:
+    the same kind of value (text, number, time, list of the same kind); widths may differ."""
+    if pa.types.is_null(actual):
+        return True
+    if _family(actual) != _family(wanted):
+        return False
+    return _family(wanted) != "list" or compatible_type(actual.value_type, wanted.value_type)
 
 
 def coerce_metadata(meta: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,17 @@ as it was), unless `allow_leakage=true`. Not writing is better than writing and 
 reader (or a crash between the two) never sees a leaking split. The report is written either way.
 
 The split lands in `tables/splits/dataset=<d>/split_name=<name>/part-000000.parquet` with its
-parameters in the Parquet metadata (`audiolake.split.params`); a re-run under the same name
-replaces it and says what changed.
+parameters (its where= among them) in the Parquet metadata (`audiolake.split.params`) and each
+track's sha256 beside its assignment; a re-run under the same name replaces it and says what
+changed. `coverage_problem` compares a split with what its where= selects now: tracks added or
+gone since, and tracks whose audio changed (splits written before hashes were stored: ids only).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import re
+import shlex
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from rich.table import Table
 
 from lake import atomic, catalog, leakage, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
+from lake.parts import table_parts
 from lake.schemas import SPLITS
 from lake.split_assign import ALGORITHM, SPLIT_NAMES, Assignment, assign, check_ratios
 from lake.errors import one_line
@@ -74,6 +79,7 @@ class SplitConfig:
 
 
 part_path = leakage.split_part
+split_params = leakage.split_params
 
 
 def check_columns(con: duckdb.DuckDBPyConnection, cfg: SplitConfig) -> None:
@@ -139,10 +145,76 @@ def params_of(cfg: SplitConfig, n: int) -> dict:
     return params
 
 
-def splits_table(cfg: SplitConfig, ids: list[str], split: np.ndarray) -> pa.Table:
-    n = len(ids)
+def splits_table(cfg: SplitConfig, table: pa.Table, split: np.ndarray) -> pa.Table:
+    n = table.num_rows
     return pa.Table.from_arrays([pa.array([cfg.dataset] * n, pa.string()), pa.array([cfg.name] * n, pa.string()),
-                                 pa.array(ids, pa.string()), pa.array(split.tolist(), pa.string())], schema=SPLITS)
+                                 table.column("_track_id").cast(pa.string()), pa.array(split.tolist(), pa.string()),
+                                 table.column("_sha256").cast(pa.string())], schema=SPLITS)
+
+
+# ---- does a stored split still cover what it was made from? ---------------------------------
+
+def _plural(n: int, one: str, many: str) -> str:
+    return (one if n == 1 else many).format(n=n)
+
+
+def coverage_changes(con: duckdb.DuckDBPyConnection, dataset: str, split_name: str) -> str | None:
+    """What changed in the tracks the split's where= selects since the split was made, or None
+    (also when there is no such split: that is a different complaint)."""
+    files = table_parts("splits", dataset=dataset, split_name=split_name)
+    if not files:
+        return None
+    params = json.loads(atomic.read_parquet_metadata(files[0]).get(leakage.PARAMS_KEY, "{}"))
+    listed = pa.concat_tables([pq.ParquetFile(f).read() for f in files], promote_options="permissive")
+    if "sha256" not in listed.column_names:  # made before splits stored hashes: judged on ids alone
+        listed = listed.append_column("sha256", pa.nulls(listed.num_rows, pa.string()))
+    where = params.get("where")
+    selected = ("SELECT track_id, max(sha256) AS sha256 FROM tracks WHERE dataset = $dataset"
+                + (f" AND {queries.predicate(where)}" if where else "") + " GROUP BY track_id")
+    con.register("_split_listed", listed.select(["track_id", "sha256"]))
+    try:
+        ((added, gone, changed),) = con.execute(
+            f"WITH now AS ({selected}) SELECT "
+            "count(*) FILTER (WHERE s.track_id IS NULL), count(*) FILTER (WHERE n.track_id IS NULL), "
+            "count(*) FILTER (WHERE s.sha256 <> n.sha256) "
+            "FROM (SELECT DISTINCT track_id, sha256 FROM _split_listed) AS s FULL JOIN now AS n USING (track_id)",
+            {"dataset": dataset}).fetchall()
+    except duckdb.Error as err:
+        return f"its where={where!r} no longer runs ({one_line(err, 160)})"
+    finally:
+        con.unregister("_split_listed")
+    found = [_plural(added, "{n} track added since it was made", "{n} tracks added since it was made") if added else "",
+             _plural(gone, "{n} listed track is gone", "{n} listed tracks are gone") if gone else "",
+             _plural(changed, "{n} track's audio changed", "{n} tracks' audio changed") if changed else ""]
+    return ", ".join(f for f in found if f) or None
+
+
+def remake_command(dataset: str, split_name: str, params: dict) -> str:
+    """`just split ...` with the split's own non-default parameters."""
+    words = [f"dataset={dataset}", f"name={split_name}"]
+    for field in fields(SplitConfig):
+        if field.name in ("dataset", "name") or field.name not in params:
+            continue
+        value, default = params[field.name], field.default
+        if (list(default) if isinstance(default, tuple) else default) == value or value is None:
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value).lower() \
+            if isinstance(value, bool) else str(value)
+        word = f"{field.name}={text}"
+        words.append(word if re.fullmatch(r"[\w=.,:/+-]+", word) else
+                     f'"{word}"' if not re.search(r'["$`\\]', word) else shlex.quote(word))
+    return "just split " + " ".join(words)
+
+
+def coverage_problem(con: duckdb.DuckDBPyConnection, dataset: str, split_name: str) -> str | None:
+    """One line saying how split `split_name` of `dataset` no longer covers the tracks it was
+    made from (added, gone, audio changed) and the command that remakes it; None when it does."""
+    changes = coverage_changes(con, dataset, split_name)
+    if changes is None:
+        return None
+    params = split_params(dataset, split_name) or {}
+    return (f"split {split_name} of {dataset} no longer covers its dataset: {changes}; "
+            f"remake it: {remake_command(dataset, split_name, params)}")
 
 
 def replacement_note(target: Path, params: dict, table: pa.Table) -> str:
@@ -210,7 +282,8 @@ def run(cfg: SplitConfig, console: Console) -> int:
     except ValueError as err:  # e.g. a track id twice in tracks
         raise SplitFailed(f"dataset={cfg.dataset}: {err}") from None
     ids = table.column("_track_id").to_pylist()
-    new = splits_table(cfg, ids, split)
+    new = splits_table(cfg, table, split)
+    outdated = coverage_changes(con, cfg.dataset, cfg.name)  # of the split this one replaces
     con.register("splits", new)  # shadows the catalog's view: checks and summary see the new split
     print_summary(con, cfg, console)
     if result is not None:
@@ -239,6 +312,9 @@ def run(cfg: SplitConfig, console: Console) -> int:
     note = replacement_note(target, params, new)
     atomic.write_parquet(new, target, {leakage.PARAMS_KEY: json.dumps(params)})
     catalog.refresh()
+    if outdated:
+        console.print(f"[yellow]the split this replaces no longer covered its dataset: {outdated}[/]",
+                      highlight=False, soft_wrap=True)
     if note:
         console.print(f"[yellow]{note}[/]", highlight=False)
     console.print(f"wrote {target}", highlight=False)

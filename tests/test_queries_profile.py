@@ -5,7 +5,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lake import queries
+from lake import catalog, queries
 
 
 def connection(tracks: list[dict], embeddings: list[dict] | None = None) -> duckdb.DuckDBPyConnection:
@@ -16,7 +16,9 @@ def connection(tracks: list[dict], embeddings: list[dict] | None = None) -> duck
         emb_cols = ("dataset", "backbone", "track_id", "sha256", "layer")
         table = {c: pa.array([r.get(c) for r in embeddings], pa.string()) for c in emb_cols}
         table["emb"] = pa.array([[1.0, 0.0] for _ in embeddings], pa.list_(pa.float32()))
-        con.register("embeddings", pa.table(table))
+        con.register("stored_embeddings", pa.table(table))
+        for view in catalog.EMBEDDINGS_VIEWS:  # `embeddings`: the rows of current audio, as in the lake
+            con.execute(view)
     return con
 
 
@@ -68,10 +70,10 @@ def test_embedding_coverage_per_backbone():
     ]
     rows = queries.run_file(connection(tracks, vectors), "embedding_coverage", dataset="d").to_pylist()
     assert rows == [
-        {"backbone": "bb1", "clips": 4, "with_vectors": 2, "without_vectors": 2, "coverage": 0.5,
-         "stale_vectors": 1, "orphan_vectors": 1},
-        {"backbone": "bb2", "clips": 4, "with_vectors": 4, "without_vectors": 0, "coverage": 1.0,
-         "stale_vectors": 0, "orphan_vectors": 0},
+        {"backbone": "bb1", "clips": 4, "with_vectors": 1, "stale_vectors": 1, "without_vectors": 2, "coverage": 0.25,
+         "orphan_vectors": 1},
+        {"backbone": "bb2", "clips": 4, "with_vectors": 4, "stale_vectors": 0, "without_vectors": 0, "coverage": 1.0,
+         "orphan_vectors": 0},
     ]
 
 
