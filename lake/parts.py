@@ -20,10 +20,12 @@ so listing 2,000 parts costs their stat calls, not 2,000 footer reads.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,20 +48,40 @@ def checked_file() -> Path:
     return paths.root() / ".checked-parts.json"
 
 
+@dataclass
+class Listing:
+    files: list[Path]   # sorted
+    digests: list[str]  # of each file's schema
+
+    @property
+    def schemas(self) -> int:
+        """How many different schemas the files have: with one, a reader need not union by name."""
+        return len(set(self.digests))
+
+    def where(self, keep) -> "Listing":
+        kept = [(f, d) for f, d in zip(self.files, self.digests) if keep(f)]
+        return Listing([f for f, _ in kept], [d for _, d in kept])
+
+
 def table_parts(table: str, **partition: str) -> list[Path]:
     """The readable parts of `table`, sorted; `partition` narrows to leading partition keys in
     order, e.g. `table_parts("embeddings", dataset="demo", backbone="logmel")`."""
+    return list_table(table, **partition).files
+
+
+def list_table(table: str, **partition: str) -> Listing:
     keys = PARTITIONS[table]
     if tuple(partition) != keys[:len(partition)]:
         raise ValueError(f"{table} is partitioned by {', '.join(keys)}; got {', '.join(partition)}")
     start = paths.partition_dir(table, **partition)
     if not start.is_dir():
-        return []
-    candidates = _walk(start, keys[len(partition):])
+        return Listing([], [])
     checks = _Checks()
-    good = [path for path in candidates if checks.accept(table, path)]
+    good = {path: digest for path in _walk(start, keys[len(partition):])
+            if (digest := checks.accept(table, path)) is not None}
     checks.save()
-    return sorted(good)
+    files = sorted(good)
+    return Listing(files, [good[f] for f in files])
 
 
 def _walk(directory: Path, keys: tuple[str, ...]) -> list[Path]:
@@ -114,12 +136,17 @@ def schema_problem(table: str, schema: pa.Schema) -> str | None:
     return None
 
 
+def _digest(schema: pa.Schema) -> str:
+    return hashlib.sha1(str(schema.remove_metadata()).encode()).hexdigest()[:16]
+
+
 class _Checks:
     """Verdicts on part files, remembered across processes by (path, size, mtime_ns)."""
 
     def __init__(self) -> None:
+        self.root = paths.root()
         self.file = checked_file()
-        self.known: dict[str, list[int]] = {}
+        self.known: dict[str, list] = {}
         self.changed = False
         try:
             saved = json.loads(self.file.read_text(encoding="utf-8"))
@@ -128,36 +155,39 @@ class _Checks:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # no cache, or a damaged one: check again
 
-    def accept(self, table: str, path: Path) -> bool:
+    def accept(self, table: str, path: Path) -> str | None:
+        """The digest of the part's schema when it can be read as `table`, else None."""
         try:
             stat = path.stat()
         except FileNotFoundError:
-            return False  # replaced or removed since it was listed
-        key, stamp = str(path.relative_to(paths.root())), [stat.st_size, stat.st_mtime_ns]
-        if self.known.get(key) == stamp:
-            return True
+            return None  # replaced or removed since it was listed
+        key, stamp = str(path.relative_to(self.root)), [stat.st_size, stat.st_mtime_ns]
+        known = self.known.get(key)
+        if isinstance(known, list) and len(known) == 3 and known[:2] == stamp and isinstance(known[2], str):
+            return known[2]
         try:
-            problem = schema_problem(table, pq.read_schema(path))
+            schema = pq.read_schema(path)
+            problem = schema_problem(table, schema)
         except FileNotFoundError:
-            return False
+            return None
         except (pa.ArrowException, OSError) as err:
             problem = f"not a readable Parquet file ({one_line(err, 120)})"
         if problem is None:
-            self.known[key] = stamp
+            self.known[key] = [*stamp, _digest(schema)]
             self.changed = True
-            return True
+            return self.known[key][2]
         if time.time() - stat.st_mtime < QUIET_SECONDS:
             _warn(path, f"{problem}; modified {time.time() - stat.st_mtime:.0f} s ago, so it may still be being "
                         "written: skipped and left in place")
         else:
             _quarantine(path, problem)
-        return False
+        return None
 
     def save(self) -> None:
         if not self.changed:
             return
         # Forget files that are gone, so the cache does not grow with every rewritten part.
-        live = {k: v for k, v in self.known.items() if (paths.root() / k).is_file()}
+        live = {k: v for k, v in self.known.items() if (self.root / k).is_file()}
         try:
             atomic.write_json({"version": CHECKS_VERSION, "parts": live}, self.file)
         except OSError:

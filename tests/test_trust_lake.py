@@ -261,3 +261,32 @@ def test_a_split_made_before_hashes_were_stored_is_judged_on_ids():
     assert splits.coverage_problem(catalog.connect(), "d", "old") == (
         "split old of d no longer covers its dataset: 1 listed track is gone; remake it: "
         "just split dataset=d name=old")
+
+
+def test_footer_checks_are_remembered_until_a_file_changes(monkeypatch):
+    from lake import parts as lake_parts
+
+    written = small_lake()
+    catalog.connect()
+    reads = []
+    real = lake_parts.pq.read_schema
+    monkeypatch.setattr(lake_parts.pq, "read_schema", lambda path: reads.append(path) or real(path))
+    catalog.connect()
+    assert reads == []
+    bad = written["a0"]
+    bad.write_bytes(bad.read_bytes()[:-10])
+    aged(bad)
+    con = catalog.connect()
+    assert reads == [bad] and quarantined(bad).is_file()
+    assert con.execute("SELECT list(track_id ORDER BY track_id) FROM embeddings").fetchone() == (["t2", "t3"],)
+
+
+def test_parts_of_another_schema_beside_ours_are_read_by_name():
+    small_lake()
+    con = duckdb.connect()
+    other = paths.partition_dir("embeddings", dataset="a", backbone="vec") / "from-another-tool.parquet"
+    con.execute(f"COPY (SELECT 'a' AS dataset, 'vec' AS backbone, 't0' AS track_id, 'h0' AS sha256, 'mean' AS layer, "
+                f"[1.0, 2.0, 3.0, 4.0]::FLOAT[] AS emb, 'x' AS note) TO '{other}' (FORMAT parquet)")
+    con = catalog.connect()
+    assert con.execute("SELECT count(*), count(note) FROM embeddings").fetchone() == (5, 1)
+    assert con.execute("SELECT count(*) FROM emb_vec WHERE layer = 'mean'").fetchone() == (1,)
