@@ -137,7 +137,8 @@ def schema_problem(table: str, schema: pa.Schema) -> str | None:
 
 
 def _digest(schema: pa.Schema) -> str:
-    return hashlib.sha1(str(schema.remove_metadata()).encode()).hexdigest()[:16]
+    text = schema.to_string(show_field_metadata=False, show_schema_metadata=False)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 class _Checks:
@@ -177,8 +178,8 @@ class _Checks:
             self.changed = True
             return self.known[key][2]
         if time.time() - stat.st_mtime < QUIET_SECONDS:
-            _warn(path, f"{problem}; modified {time.time() - stat.st_mtime:.0f} s ago, so it may still be being "
-                        "written: skipped and left in place")
+            _warn(path, f"{problem}; modified in the last {QUIET_SECONDS} s, so it may still be being written: "
+                        "skipped and left in place")
         else:
             _quarantine(path, problem)
         return None

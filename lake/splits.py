@@ -169,17 +169,17 @@ def coverage_changes(con: duckdb.DuckDBPyConnection, dataset: str, split_name: s
     if "sha256" not in listed.column_names:  # made before splits stored hashes: judged on ids alone
         listed = listed.append_column("sha256", pa.nulls(listed.num_rows, pa.string()))
     where = params.get("where")
-    selected = ("SELECT track_id, max(sha256) AS sha256 FROM tracks WHERE dataset = $dataset"
-                + (f" AND {queries.predicate(where)}" if where else "") + " GROUP BY track_id")
     con.register("_split_listed", listed.select(["track_id", "sha256"]))
     try:
+        selected = ("SELECT track_id, max(sha256) AS sha256 FROM tracks WHERE dataset = $dataset"
+                    + (f" AND {queries.predicate(where)}" if where else "") + " GROUP BY track_id")
         ((added, gone, changed),) = con.execute(
             f"WITH now AS ({selected}) SELECT "
             "count(*) FILTER (WHERE s.track_id IS NULL), count(*) FILTER (WHERE n.track_id IS NULL), "
             "count(*) FILTER (WHERE s.sha256 <> n.sha256) "
             "FROM (SELECT DISTINCT track_id, sha256 FROM _split_listed) AS s FULL JOIN now AS n USING (track_id)",
             {"dataset": dataset}).fetchall()
-    except duckdb.Error as err:
+    except (duckdb.Error, ValueError) as err:
         return f"its where={where!r} no longer runs ({one_line(err, 160)})"
     finally:
         con.unregister("_split_listed")
@@ -198,9 +198,9 @@ def remake_command(dataset: str, split_name: str, params: dict) -> str:
         value, default = params[field.name], field.default
         if (list(default) if isinstance(default, tuple) else default) == value or value is None:
             continue
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value).lower() \
-            if isinstance(value, bool) else str(value)
-        word = f"{field.name}={text}"
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        word = f"{field.name}={text.lower() if isinstance(value, bool) else text}"
+        # pasteable into a shell: bare when safe, else in the double quotes a person would type
         words.append(word if re.fullmatch(r"[\w=.,:/+-]+", word) else
                      f'"{word}"' if not re.search(r'["$`\\]', word) else shlex.quote(word))
     return "just split " + " ".join(words)

@@ -10,8 +10,11 @@ WITH vectors AS (
     WHERE dataset = $dataset AND backbone = $backbone
 ),
 
+-- read with every filter, so the scan skips to the one track (not through `vectors`)
 query_vector AS (
-    SELECT layer, emb FROM vectors WHERE track_id = $track_id
+    SELECT layer, emb
+    FROM embeddings
+    WHERE dataset = $dataset AND backbone = $backbone AND track_id = $track_id
 ),
 
 -- without a current vector of the query track, say why rather than answer nothing

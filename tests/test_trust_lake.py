@@ -290,3 +290,16 @@ def test_parts_of_another_schema_beside_ours_are_read_by_name():
     con = catalog.connect()
     assert con.execute("SELECT count(*), count(note) FROM embeddings").fetchone() == (5, 1)
     assert con.execute("SELECT count(*) FROM emb_vec WHERE layer = 'mean'").fetchone() == (1,)
+
+
+def test_without_a_hash_on_either_side_only_the_id_is_matched():
+    write_tracks("a", {"t0": None, "t1": "h1", "t2": "h2"})  # t0: a tracks table written by hand
+    write_vectors("a", {"t0": "any", "t1": None, "t2": "old", "t9": None})  # t1: another tool's vector
+    con = catalog.connect()
+    assert con.execute("SELECT list(track_id ORDER BY track_id) FROM embeddings").fetchone() == (["t0", "t1"],)
+    assert con.execute("SELECT list(track_id ORDER BY track_id) FROM emb_vec").fetchone() == (["t0", "t1"],)
+    assert con.execute("SELECT track_id, why, current_sha256 FROM stale_embeddings ORDER BY 1").fetchall() == [
+        ("t2", "audio changed", "h2"), ("t9", "track removed", None)]
+    assert embeddings.load("a", "vec", label=None, stale="skip").track_ids.tolist() == ["t0", "t1"]
+    with pytest.raises(embeddings.StaleVectors, match="^1 vectors of vec .*e.g. t2"):
+        embeddings.load("a", "vec", label=None)
