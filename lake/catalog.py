@@ -34,10 +34,6 @@ def _read_parts(parts: Listing) -> str:
             "hive_types_autocast = false)")
 
 
-def has_parts(table: str) -> bool:
-    return bool(list_table(table).files)
-
-
 def _empty(table: str) -> str:
     columns = ", ".join(
         f"CAST(NULL AS {duckdb_type(field.type)}) AS {field.name}" for field in TABLES[table]

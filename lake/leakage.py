@@ -33,6 +33,7 @@ from rich.progress import Progress
 from lake import atomic, catalog, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.embeddings import load
+from lake.parts import table_parts
 from lake.split_assign import SPLIT_NAMES
 
 PARAMS_KEY = "audiolake.split.params"
@@ -186,10 +187,10 @@ def split_part(dataset: str, split_name: str) -> Path:
 
 
 def split_params(dataset: str, split_name: str) -> dict | None:
-    part = split_part(dataset, split_name)
-    if not part.is_file():
+    # through the one part listing: a damaged split part is named and set aside, not read
+    if split_part(dataset, split_name) not in table_parts("splits", dataset=dataset, split_name=split_name):
         return None
-    return json.loads(atomic.read_parquet_metadata(part).get(PARAMS_KEY, "{}"))
+    return json.loads(atomic.read_parquet_metadata(split_part(dataset, split_name)).get(PARAMS_KEY, "{}"))
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, dataset: str, split_name: str, group: tuple[str, ...],

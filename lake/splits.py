@@ -29,7 +29,6 @@ import re
 import shlex
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -40,7 +39,6 @@ from rich.table import Table
 
 from lake import atomic, catalog, leakage, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
-from lake.parts import table_parts
 from lake.schemas import SPLITS
 from lake.split_assign import ALGORITHM, SPLIT_NAMES, Assignment, assign, check_ratios
 from lake.errors import one_line
@@ -161,11 +159,10 @@ def _plural(n: int, one: str, many: str) -> str:
 def coverage_changes(con: duckdb.DuckDBPyConnection, dataset: str, split_name: str) -> str | None:
     """What changed in the tracks the split's where= selects since the split was made, or None
     (also when there is no such split: that is a different complaint)."""
-    files = table_parts("splits", dataset=dataset, split_name=split_name)
-    if not files:
+    params = split_params(dataset, split_name)
+    if params is None:
         return None
-    params = json.loads(atomic.read_parquet_metadata(files[0]).get(leakage.PARAMS_KEY, "{}"))
-    listed = pa.concat_tables([pq.ParquetFile(f).read() for f in files], promote_options="permissive")
+    listed = pq.ParquetFile(part_path(dataset, split_name)).read()
     if "sha256" not in listed.column_names:  # made before splits stored hashes: judged on ids alone
         listed = listed.append_column("sha256", pa.nulls(listed.num_rows, pa.string()))
     where = params.get("where")
@@ -217,11 +214,12 @@ def coverage_problem(con: duckdb.DuckDBPyConnection, dataset: str, split_name: s
             f"remake it: {remake_command(dataset, split_name, params)}")
 
 
-def replacement_note(target: Path, params: dict, table: pa.Table) -> str:
+def replacement_note(cfg: SplitConfig, params: dict, table: pa.Table) -> str:
     """What a re-run under an existing name changes: parameters and tracks moved."""
-    if not target.is_file():
+    old = split_params(cfg.dataset, cfg.name)
+    if old is None:
         return ""
-    old = json.loads(atomic.read_parquet_metadata(target).get(leakage.PARAMS_KEY, "{}"))
+    target = part_path(cfg.dataset, cfg.name)
     changed = [f"{k} {old.get(k)!r} → {v!r}" for k, v in params.items()
                if k not in ("created_at", "tracks") and old.get(k) != v]
     before = dict(zip(*[pq.read_table(target, columns=[c]).column(c).to_pylist() for c in ("track_id", "split")]))
@@ -309,7 +307,7 @@ def run(cfg: SplitConfig, console: Console) -> int:
 
     target = part_path(cfg.dataset, cfg.name)
     params = params_of(cfg, len(ids))
-    note = replacement_note(target, params, new)
+    note = replacement_note(cfg, params, new)
     atomic.write_parquet(new, target, {leakage.PARAMS_KEY: json.dumps(params)})
     catalog.refresh()
     if outdated:
