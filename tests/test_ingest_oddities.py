@@ -103,6 +103,18 @@ def test_silent_flat_and_tiny_clips_are_kept_but_flagged(tmp_path):
     assert rows["silent"]["peak_db"] <= -120
 
 
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "m4a"])
+def test_levels_are_measured_in_every_decoder(tmp_path, fmt):
+    from conftest import encode
+    folder = tmp_path / fmt
+    folder.mkdir()
+    (folder / f"quiet.{fmt}").write_bytes(encode(np.zeros((4000, 1), np.float32), 16000, fmt))
+    write_clip(folder / f"loud.{fmt}", fmt=fmt, seed=1)
+    result = ingest(fmt, source="folder", path=folder, workers=1)
+    assert [(f["track_id"], f["flags"]) for f in result.flagged] == [("quiet", ["silent"])]
+    assert -12 < tracks(fmt)["loud"]["peak_db"] < -8
+
+
 def test_strict_fails_on_a_flagged_clip(tmp_path):
     folder = tmp_path / "in"
     write_clip(folder / "ok.wav")
@@ -168,13 +180,23 @@ def test_an_empty_quoted_csv_cell_is_null_like_an_empty_one(tmp_path):
     assert rows["a"]["note"] is None
 
 
+def test_a_blank_string_from_any_source_is_null(tmp_path):
+    write_clip(tmp_path / "a.wav", seed=1)
+    write_clip(tmp_path / "b.wav", seed=2)
+    ranking = tmp_path / "ranking.json"
+    ranking.write_text('[[{"audio_file": "a.wav", "label": "", "singer": " "}, {"audio_file": "b.wav", "label": "x"}]]')
+    ingest("blank", source="ranking_json", path=ranking, workers=1)
+    rows = tracks("blank")
+    assert rows["a"]["label"] is None and rows["a"]["singer"] is None and rows["b"]["label"] == "x"
+
+
 def test_same_stem_files_get_extension_qualified_ids_and_a_note(tmp_path):
     folder = tmp_path / "in"
     write_clip(folder / "tone.mp3", fmt="mp3", seed=1)
     write_clip(folder / "tone.m4a", fmt="m4a", seed=2)
     write_clip(folder / "other.wav", seed=3)
     result = ingest("stems", source="folder", path=folder, workers=1)
-    assert result.written == 3 and not result.skipped
+    assert result.written == 3 and not result.skipped and not result.flagged
     rows = tracks("stems")
     assert set(rows) == {"tone.mp3", "tone.m4a", "other"}
     assert rows["tone.mp3"]["format"] == "mp3" and rows["tone.m4a"]["format"] == "m4a"
