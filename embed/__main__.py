@@ -52,7 +52,7 @@ def run_workers(cfg: EmbedConfig, argv: list[str]) -> None:
 def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
     if cfg.workers > 1:
         console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: {result.already:,} clips embedded by "
-                      f"{cfg.workers} workers, {len(result.failures) or 'no'} failures recorded")
+                      f"{cfg.workers} workers, {result.already_failed + len(result.failures) or 'no'} failures recorded")
         console.print(f"report {result.report}")
         return
     if result.status == "unchanged":

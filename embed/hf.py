@@ -43,7 +43,8 @@ class HFBackbone:
     precisions = ("fp32", "bf16")  # bf16: autocast around the forward, on CPU or CUDA
 
     def __init__(self, name: str, source: Source, kind: str, module: torch.nn.Module, extractor,
-                 layers: str, device: torch.device, precision: str, trust_remote_code: bool, remote_code: bool):
+                 layers: str, device: torch.device, precision: str, trust_remote_code: bool, remote_code: bool,
+                 requested_revision: str = ""):
         self.name, self.source, self.kind = name, source, kind
         self.module, self.extractor = module, extractor
         self.device, self.precision = device, precision
@@ -66,7 +67,7 @@ class HFBackbone:
         self.raw_input = kind == "encoder" and "input_values" in extractor.model_input_names
         self.valid_frames = hasattr(module, "_get_feat_extract_output_lengths") and (
             kind == "whisper" or self.raw_input)
-        self.revision = revision(source, config, remote_code)
+        self.revision = revision(source, config, remote_code, requested_revision)
         self._native_hidden: bool | None = None  # does forward(output_hidden_states=True) fill them?
 
     # -- embedding -------------------------------------------------------------------------
@@ -351,7 +352,10 @@ def load_hf(model: str, layers: str = "last", device: str = "cpu", precision: st
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision={precision}: use fp32 or bf16")
     offline = not source.local and not hub_reachable(source.model_id, at or "")
-    options = {"trust_remote_code": trust, "local_files_only": offline, "revision": at, _DTYPE_KEY: torch.float32}
+    options = {"trust_remote_code": trust, "local_files_only": offline, "revision": at, _DTYPE_KEY: torch.float32,
+               # transformers 5's AutoModel looks for a PEFT adapter without passing local_files_only on:
+               # offline, that cost five retries against the hub (~23 s) before loading from the cache
+               "adapter_kwargs": {"local_files_only": offline}}
     try:
         with _quiet(progress=not (source.local or offline)):
             remote_code = remote_code_check(source, read_config_dict(source, offline, at or ""), trust)
@@ -373,4 +377,5 @@ def load_hf(model: str, layers: str = "last", device: str = "cpu", precision: st
     bake_parametrizations(module)
     module = module.to(torch_device).eval()
     label = name or source.alias or default_name(f"hf:{source.model_id}")
-    return HFBackbone(label, source, kind, module, extractor, layers, torch_device, precision, trust, remote_code)
+    return HFBackbone(label, source, kind, module, extractor, layers, torch_device, precision, trust, remote_code,
+                      at or "")

@@ -161,14 +161,14 @@ def remote_code_check(source: Source, config_dict: dict, trust: bool) -> bool:
     return needs
 
 
-def revision(source: Source, config, remote_code: bool) -> str:
+def revision(source: Source, config, remote_code: bool, requested: str = "") -> str:
     """The hub commit the files came from, or a sha256 over a local dir's weight files.
 
     For a local dir whose model runs its own code, the `*.py` files are hashed too: they change
     the vectors as much as the weights do.
     """
     if not source.local:
-        return getattr(config, "_commit_hash", None) or "unknown"
+        return hub_commit(source.model_id, requested) or getattr(config, "_commit_hash", None) or "unknown"
     root = Path(source.model_id)
     patterns = ["*.safetensors", "*.bin"] + (["*.py"] if remote_code else [])
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
@@ -180,6 +180,16 @@ def revision(source: Source, config, remote_code: bool) -> str:
             while chunk := fh.read(1 << 22):
                 digest.update(chunk)
     return "sha256:" + digest.hexdigest()
+
+
+def hub_commit(model_id: str, requested: str) -> str | None:
+    """The commit a hub model was just loaded from: the cache's snapshot folder holding its
+    config.json (transformers 5 no longer sets `config._commit_hash`)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model_id, "config.json", revision=requested or None)
+    folder = Path(cached).parent.name if isinstance(cached, str) else ""
+    return folder if COMMIT.fullmatch(folder) else None
 
 
 def read_config_dict(source: Source, offline: bool, revision: str = "") -> dict:
