@@ -53,7 +53,8 @@ def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
     if cfg.workers > 1:
         console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: {result.already:,} clips embedded by "
                       f"{cfg.workers} workers, {result.already_failed + len(result.failures) or 'no'} failures recorded")
-        console.print(f"report {result.report}")
+        if result.report:
+            console.print(f"report {result.report}")
         return
     if result.status == "unchanged":
         failed = (f" ({result.already_failed:,} of them without a vector: their audio does not decode, see "
@@ -73,7 +74,8 @@ def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
                       f"{result.failures[0]['track_id']}: {result.failures[0]['reason']}")
     if result.parts:
         console.print(f"wrote {len(result.parts)} part(s) to {Path(result.parts[0]).parent}")
-    console.print(f"report {result.report}")
+    if result.report:
+        console.print(f"report {result.report}")
 
 
 def unread_line(result: EmbedResult) -> str:
