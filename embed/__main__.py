@@ -1,7 +1,11 @@
-"""`just embed dataset=NAME backbone=NAME [layers=...] [max_seconds=...] ...`"""
+"""`just embed dataset=NAME backbone=NAME [layers=...] [max_seconds=...] ...`
+
+Exit status: 0 when every clip has a vector or a recorded failure of its own audio; 1, with
+one line, when the job was refused or some clips could not be read (the next run retries
+them); 2 for a bad command line.
+"""
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -31,26 +35,31 @@ def ensure_ingested(dataset: str, console: Console) -> None:
     ingest(dataset, console=console)
 
 
-def run_workers(cfg: EmbedConfig, argv: list[str], console: Console) -> None:
-    """workers=N: N engine processes, worker i taking every N-th shard; torch threads split."""
+def run_workers(cfg: EmbedConfig, argv: list[str]) -> None:
+    """workers=N: N engine processes, worker i taking every N-th shard; torch threads split.
+    They run under this process's job lock, after it has applied force=true and pruned."""
     threads = max(1, (os.cpu_count() or 1) // cfg.workers)
-    base = [a for a in argv if not a.startswith(("workers=", "slot="))]
+    base = [a for a in argv if not a.startswith(("workers=", "slot=", "force="))]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     procs = [subprocess.Popen([sys.executable, "-m", "embed", *base, "workers=1", f"slot={i}/{cfg.workers}"], env=env)
              for i in range(cfg.workers)]
     codes = [p.wait() for p in procs]
     if any(codes):
-        raise EmbedRefused(f"{sum(1 for c in codes if c)} of {cfg.workers} workers failed (see above)")
+        raise EmbedRefused(f"{sum(1 for c in codes if c)} of {cfg.workers} workers failed (see above); "
+                           "the next run resumes where they stopped")
 
 
 def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
     if cfg.workers > 1:
         console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: {result.already:,} clips embedded by "
-                      f"{cfg.workers} workers, {len(result.failures) or 'no'} failures recorded")
-        console.print(f"report {result.report}")
+                      f"{cfg.workers} workers, {result.already_failed + len(result.failures) or 'no'} failures recorded")
+        if result.report:
+            console.print(f"report {result.report}")
         return
     if result.status == "unchanged":
-        console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: all {result.already:,} clips already embedded, "
+        failed = (f" ({result.already_failed:,} of them without a vector: their audio does not decode, see "
+                  f"{result.report})" if result.already_failed else "")
+        console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: all {result.already:,} clips already embedded{failed}, "
                       "nothing to do (force=true recomputes)")
         return
     rate = result.embedded / result.seconds if result.seconds else 0.0
@@ -65,7 +74,14 @@ def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
                       f"{result.failures[0]['track_id']}: {result.failures[0]['reason']}")
     if result.parts:
         console.print(f"wrote {len(result.parts)} part(s) to {Path(result.parts[0]).parent}")
-    console.print(f"report {result.report}")
+    if result.report:
+        console.print(f"report {result.report}")
+
+
+def unread_line(result: EmbedResult) -> str:
+    first = result.unread[0]
+    return (f"{len(result.unread)} clips could not be read (e.g. {first['track_id']}: {first['reason']}); "
+            "nothing is recorded for them, the next run retries them")
 
 
 def main(argv: list[str]) -> int:
@@ -75,13 +91,8 @@ def main(argv: list[str]) -> int:
         cfg = parse_config(EmbedConfig, pairs)
         if not cfg.slot:
             ensure_ingested(cfg.dataset, console)
-        if cfg.workers > 1:
-            engine.check_settings(cfg)
-            run_workers(cfg, argv, console)
-            # Whatever the workers left (nothing, unless one died) is finished here.
-            result = engine.run(dataclasses.replace(cfg, workers=1), console)
-        else:
-            result = engine.run(cfg, console)
+        workers = (lambda: run_workers(cfg, argv)) if cfg.workers > 1 else None
+        result = engine.run(cfg, console, spawn_workers=workers)
         if not cfg.slot:
             result.report = engine.write_report(cfg)
             catalog.refresh()
@@ -90,6 +101,8 @@ def main(argv: list[str]) -> int:
     except (RuntimeError, OSError) as err:
         fail(" ".join(str(err).split()), code=1)
     summary(result, cfg, console)
+    if result.unread:
+        fail(unread_line(result), code=1)
     return 0
 
 

@@ -18,6 +18,10 @@ class Backbone(Protocol):
     sample_rate: int     # waveforms given to embed() are at this rate
     dim: int             # length of every vector it returns
     layers: tuple[str, ...]  # the layers embed() returns, in a stable order
+    # The precisions embed() really computes in: "fp32", and "bf16" when it runs under the
+    # engine's autocast. Declared on the class, so a job can resolve and record its precision
+    # before loading any weights.
+    precisions: tuple[str, ...]
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """{layer: float32 array [len(waveforms), dim]} for a batch of mono waveforms."""

@@ -30,7 +30,7 @@ import torch
 
 from embed.backbone import Provenance, package_versions, select_layers
 from embed.hf_source import (ALIASES, AliasSpec, BackboneUnavailable, RemoteCodeRefused, Source, hub_reachable,
-                             offline_message, read_config_dict, remote_code_check, resolve, revision)
+                             offline_message, pinned_revision, read_config_dict, remote_code_check, resolve, revision)
 from embed.registry import default_name
 
 __all__ = ["ALIASES", "AliasSpec", "BackboneUnavailable", "HFBackbone", "RemoteCodeRefused", "load_hf",
@@ -40,8 +40,11 @@ __all__ = ["ALIASES", "AliasSpec", "BackboneUnavailable", "HFBackbone", "RemoteC
 class HFBackbone:
     """A loaded transformers audio encoder: `embed(waveforms) -> {layer: float32 [B, dim]}`."""
 
+    precisions = ("fp32", "bf16")  # bf16: autocast around the forward, on CPU or CUDA
+
     def __init__(self, name: str, source: Source, kind: str, module: torch.nn.Module, extractor,
-                 layers: str, device: torch.device, precision: str, trust_remote_code: bool, remote_code: bool):
+                 layers: str, device: torch.device, precision: str, trust_remote_code: bool, remote_code: bool,
+                 requested_revision: str = ""):
         self.name, self.source, self.kind = name, source, kind
         self.module, self.extractor = module, extractor
         self.device, self.precision = device, precision
@@ -64,7 +67,7 @@ class HFBackbone:
         self.raw_input = kind == "encoder" and "input_values" in extractor.model_input_names
         self.valid_frames = hasattr(module, "_get_feat_extract_output_lengths") and (
             kind == "whisper" or self.raw_input)
-        self.revision = revision(source, config, remote_code)
+        self.revision = revision(source, config, remote_code, requested_revision)
         self._native_hidden: bool | None = None  # does forward(output_hidden_states=True) fill them?
 
     # -- embedding -------------------------------------------------------------------------
@@ -330,41 +333,49 @@ def _device(device: str) -> torch.device:
 
 
 def load_hf(model: str, layers: str = "last", device: str = "cpu", precision: str = "fp32",
-            trust_remote_code: bool | None = None, name: str | None = None) -> HFBackbone:
+            trust_remote_code: bool | None = None, name: str | None = None, revision: str = "") -> HFBackbone:
     """Load an alias (see ALIASES), `hf:<hub id>` or `hf:<local dir>` as a backbone.
 
     `trust_remote_code`: None = only for aliases known to need it; True runs the repository's
-    own Python code. `precision`: fp32, or bf16 (autocast; changes numbers, opt-in on CPU).
+    own Python code. `revision`: the hub commit (or tag) to load; an alias defaults to its pin,
+    and one that runs remote code loads only a commit. `precision`: fp32, or bf16 (autocast;
+    changes numbers, opt-in on CPU).
     Raises BackboneUnavailable (a RuntimeError) in one line when the model cannot be had here.
     """
     source = resolve(model)
     spec = source.spec
     trust = bool(spec.trust_remote_code if trust_remote_code is None and spec else trust_remote_code)
+    at = pinned_revision(source, revision) or None  # before the hub is asked anything
     torch_device = _device(device)
     if precision == "auto":
         precision = "bf16" if torch_device.type == "cuda" else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision={precision}: use fp32 or bf16")
-    offline = not source.local and not hub_reachable(source.model_id)
-    options = {"trust_remote_code": trust, "local_files_only": offline, _DTYPE_KEY: torch.float32}
+    offline = not source.local and not hub_reachable(source.model_id, at or "")
+    options = {"trust_remote_code": trust, "local_files_only": offline, "revision": at, _DTYPE_KEY: torch.float32,
+               # transformers 5's AutoModel looks for a PEFT adapter without passing local_files_only on:
+               # offline, that cost five retries against the hub (~23 s) before loading from the cache
+               "adapter_kwargs": {"local_files_only": offline}}
     try:
         with _quiet(progress=not (source.local or offline)):
-            remote_code = remote_code_check(source, read_config_dict(source, offline), trust)
+            remote_code = remote_code_check(source, read_config_dict(source, offline, at or ""), trust)
             from transformers import AutoConfig, AutoFeatureExtractor
 
-            config = AutoConfig.from_pretrained(source.model_id, trust_remote_code=trust, local_files_only=offline)
+            config = AutoConfig.from_pretrained(source.model_id, trust_remote_code=trust, local_files_only=offline,
+                                                revision=at)
             extractor = AutoFeatureExtractor.from_pretrained(source.model_id, trust_remote_code=trust,
-                                                             local_files_only=offline)
+                                                             local_files_only=offline, revision=at)
             kind = model_kind(config.model_type)
             module = _load_module(kind, source.model_id, config, options)
     except BackboneUnavailable:
         raise
     except Exception as err:
         if offline:
-            raise BackboneUnavailable(offline_message(source.model_id)) from None
+            raise BackboneUnavailable(offline_message(source.model_id, at or "")) from None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise BackboneUnavailable(f"cannot load {source.model_id}: {first}") from err
     bake_parametrizations(module)
     module = module.to(torch_device).eval()
     label = name or source.alias or default_name(f"hf:{source.model_id}")
-    return HFBackbone(label, source, kind, module, extractor, layers, torch_device, precision, trust, remote_code)
+    return HFBackbone(label, source, kind, module, extractor, layers, torch_device, precision, trust, remote_code,
+                      at or "")

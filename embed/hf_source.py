@@ -3,11 +3,17 @@
 Nothing here runs a model. The hub is asked once, with a short timeout, whether it answers;
 when it does not, the model is loaded from the local cache or refused in one line, instead of
 huggingface_hub's five retries with backoff (about 23 s here) and a long traceback.
+
+Some aliases (MERT, CultureMERT) need their repository's own Python code, which transformers
+imports and runs: whoever can push to that repository runs code on this machine. Such an alias
+loads only a pinned commit (its `revision`, or `revision=<commit>` from the user), so the code
+that runs is the code someone read, and a later push changes nothing here.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +28,27 @@ class RemoteCodeRefused(BackboneUnavailable):
     """The model ships its own Python code and trust_remote_code is off."""
 
 
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
 @dataclass(frozen=True)
 class AliasSpec:
     hub_id: str
     trust_remote_code: bool = False  # known to need the repository's own modeling code
     kind: str = "encoder"            # encoder | whisper | clap (detected from config.model_type)
     note: str = ""
+    # The commit loaded by default. Required before an alias may run remote code: an empty pin
+    # means no commit of that repository has been verified, and the user must pass revision=.
+    revision: str = ""
 
 
 ALIASES: dict[str, AliasSpec] = {
-    "mert-v1-95m": AliasSpec("m-a-p/MERT-v1-95M", True, "encoder", "24 kHz, layers 0-12, 768-d"),
+    # 12af15f…: the commit that public lockfiles, HF-cache snapshot paths and pinned manifests of
+    # several projects agree on for m-a-p/MERT-v1-95M (found via code search; the hub itself is not
+    # reachable from where this was written).
+    "mert-v1-95m": AliasSpec("m-a-p/MERT-v1-95M", True, "encoder", "24 kHz, layers 0-12, 768-d",
+                             revision="12af15fef9d0ac838c3f475bfbbf26d2060dd4f5"),
+    # No commit of these two could be verified (one source each, disagreeing): revision= is required.
     "mert-v1-330m": AliasSpec("m-a-p/MERT-v1-330M", True, "encoder", "24 kHz, layers 0-24, 1024-d"),
     "culturemert-95m": AliasSpec("ntua-slp/CultureMERT-95M", True, "encoder", "MERT-95M adapted to non-Western music"),
     "clap": AliasSpec("laion/clap-htsat-unfused", False, "clap", "48 kHz, projected audio embedding, 512-d"),
@@ -70,12 +87,32 @@ def resolve(model: str) -> Source:
     return Source(target, local=False)
 
 
-def offline_message(model_id: str) -> str:
+def pinned_revision(source: Source, revision: str) -> str:
+    """The revision to load: the one given, else the alias's pin. An alias that runs its
+    repository's code loads only a commit, never a branch that can move."""
+    if source.local:
+        if revision:
+            raise BackboneUnavailable(f"revision={revision}: {source.model_id} is a local directory, identified by "
+                                      "a sha256 of its files; revision= is for hub ids")
+        return ""
+    spec = source.spec
+    revision = revision or (spec.revision if spec else "")
+    if spec and spec.trust_remote_code and not COMMIT.fullmatch(revision):
+        given = f"revision={revision} is not a commit" if revision else "no reviewed commit of it is pinned here"
+        raise RemoteCodeRefused(
+            f"{source.alias} runs the Python code in the hub repository {source.model_id} and {given}: read its .py "
+            f"files at https://huggingface.co/{source.model_id}/tree/main, then pass revision=<the 40-character "
+            "commit you read> to run exactly that code")
+    return revision
+
+
+def offline_message(model_id: str, revision: str = "") -> str:
+    at = f" --revision {revision}" if revision else ""
     return (f"cannot load {model_id!r} from the Hugging Face hub (offline?) and it is not in the local cache: "
-            f"download it on a connected machine (hf download {model_id} --local-dir DIR) and pass hf:DIR")
+            f"download it on a connected machine (hf download {model_id}{at} --local-dir DIR) and pass hf:DIR")
 
 
-def hub_reachable(model_id: str) -> bool:
+def hub_reachable(model_id: str, revision: str = "") -> bool:
     """True when the hub answers for this repository; False when it cannot be reached.
 
     Raises BackboneUnavailable when the hub answers that the model is not there (or gated).
@@ -87,12 +124,14 @@ def hub_reachable(model_id: str) -> bool:
     RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
 
     try:
-        get_hf_file_metadata(hf_hub_url(model_id, "config.json"), timeout=HUB_TIMEOUT_S)
+        get_hf_file_metadata(hf_hub_url(model_id, "config.json", revision=revision or None), timeout=HUB_TIMEOUT_S)
         return True
     except GatedRepoError:
         raise BackboneUnavailable(f"cannot load {model_id!r}: the repository is gated; accept its terms on "
                                   "huggingface.co and log in (hf auth login)") from None
-    except (RepositoryNotFoundError, RevisionNotFoundError):
+    except RevisionNotFoundError:
+        raise BackboneUnavailable(f"cannot load {model_id!r}: the hub has no revision {revision!r} of it") from None
+    except RepositoryNotFoundError:
         raise BackboneUnavailable(f"cannot load {model_id!r}: no such model on the Hugging Face hub "
                                   "(or it is private)") from None
     except RemoteEntryNotFoundError:
@@ -122,14 +161,14 @@ def remote_code_check(source: Source, config_dict: dict, trust: bool) -> bool:
     return needs
 
 
-def revision(source: Source, config, remote_code: bool) -> str:
+def revision(source: Source, config, remote_code: bool, requested: str = "") -> str:
     """The hub commit the files came from, or a sha256 over a local dir's weight files.
 
     For a local dir whose model runs its own code, the `*.py` files are hashed too: they change
     the vectors as much as the weights do.
     """
     if not source.local:
-        return getattr(config, "_commit_hash", None) or "unknown"
+        return hub_commit(source.model_id, requested) or getattr(config, "_commit_hash", None) or "unknown"
     root = Path(source.model_id)
     patterns = ["*.safetensors", "*.bin"] + (["*.py"] if remote_code else [])
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
@@ -143,7 +182,17 @@ def revision(source: Source, config, remote_code: bool) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def read_config_dict(source: Source, offline: bool) -> dict:
+def hub_commit(model_id: str, requested: str) -> str | None:
+    """The commit a hub model was just loaded from: the cache's snapshot folder holding its
+    config.json (transformers 5 no longer sets `config._commit_hash`)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model_id, "config.json", revision=requested or None)
+    folder = Path(cached).parent.name if isinstance(cached, str) else ""
+    return folder if COMMIT.fullmatch(folder) else None
+
+
+def read_config_dict(source: Source, offline: bool, revision: str = "") -> dict:
     """config.json as a plain dict, without importing or running any model code."""
     if source.local:
         path = Path(source.model_id) / "config.json"
@@ -156,5 +205,6 @@ def read_config_dict(source: Source, offline: bool) -> dict:
         return json.loads(path.read_text())
     from transformers import PretrainedConfig
 
-    config_dict, _ = PretrainedConfig.get_config_dict(source.model_id, local_files_only=offline)
+    config_dict, _ = PretrainedConfig.get_config_dict(source.model_id, local_files_only=offline,
+                                                      revision=revision or None)
     return config_dict

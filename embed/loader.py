@@ -5,6 +5,11 @@ The unit of work is a batch of clips of similar length (planned from `duration_s
 manifest before anything is decoded), so workers hand over whole batches in a fixed order:
 the same plan always yields the same batches, which is what makes a resumed job bitwise
 equal to an uninterrupted one.
+
+A clip that cannot be used fails in one of two ways, and they are kept apart because only
+one may be remembered: its own bytes do not decode (or decode to NaN), which no retry
+changes; or its shard could not be read just now (gone after re-ingests, a short read),
+which says nothing about the clip and is tried again by the next run.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import numpy as np
 import soxr
 import torch
 
+from ingest.shards import read_member
 from lake.audio import decode, to_mono
 from lake.errors import one_line
 
@@ -35,17 +41,13 @@ class Clip:
 @dataclass
 class Decoded:
     clip: Clip
-    chunks: list[np.ndarray]   # mono float32 at the backbone's rate; empty when `error` is set
-    error: str | None = None
+    chunks: list[np.ndarray]   # mono float32 at the backbone's rate; empty when a failure is set
+    error: str | None = None   # the clip's own audio is unusable: remembered, never retried
+    unread: str | None = None  # the job could not read or prepare it now: retried by the next run
 
 
-def read_bytes(root: Path, clip: Clip) -> bytes:
-    with open(root / clip.shard, "rb") as handle:
-        handle.seek(clip.offset)
-        data = handle.read(clip.nbytes)
-    if len(data) != clip.nbytes:
-        raise OSError(f"{clip.shard}: short read at offset {clip.offset}")
-    return data
+class ClipAudioError(ValueError):
+    """The clip's own samples are unusable (no frames, NaN or Inf)."""
 
 
 def prepare(samples: np.ndarray, rate: int, target_rate: int, max_seconds: float,
@@ -54,7 +56,7 @@ def prepare(samples: np.ndarray, rate: int, target_rate: int, max_seconds: float
     if rate != target_rate:
         mono = soxr.resample(mono, rate, target_rate, quality="HQ").astype(np.float32, copy=False)
     if not np.isfinite(mono).all():
-        raise ValueError("decoded samples contain NaN or Inf")
+        raise ClipAudioError("decoded samples contain NaN or Inf")
     limit = max(1, int(round(max_seconds * target_rate)))
     if chunking == "crop" or len(mono) <= limit:
         return [mono[:limit]]
@@ -76,19 +78,30 @@ class BatchDataset(torch.utils.data.Dataset):
         return len(self.batches)
 
     def __getitem__(self, index: int) -> list[Decoded]:
-        out = []
-        for clip in self.batches[index]:
-            try:
-                # crop needs only the first max_seconds (plus a little for the resampler's edge)
-                limit = self.max_seconds + 0.1 if self.chunking == "crop" else None
-                samples, rate, _ = decode(read_bytes(self.root, clip), limit)
-                if samples.size == 0:
-                    raise ValueError("no audio frames")
-                chunks = prepare(samples, rate, self.target_rate, self.max_seconds, self.chunking)
-                out.append(Decoded(clip, chunks))
-            except Exception as err:  # any decoder failure is this clip's, not the job's
-                out.append(Decoded(clip, [], f"decode failed: {one_line(err)}"))
-        return out
+        return [self.one(clip) for clip in self.batches[index]]
+
+    def one(self, clip: Clip) -> Decoded:
+        try:
+            data = read_member(self.root / clip.shard, clip.offset, clip.nbytes)
+        except OSError as err:
+            return Decoded(clip, [], unread=one_line(err))
+        # crop needs only the first max_seconds (plus a little for the resampler's edge)
+        limit = self.max_seconds + 0.1 if self.chunking == "crop" else None
+        try:
+            samples, rate, _ = decode(data, limit)
+        except (MemoryError, ImportError) as err:  # this machine, not these bytes
+            return Decoded(clip, [], unread=f"decoding failed here: {one_line(err)}")
+        except Exception as err:  # any decoder error on these bytes is the clip's, not the job's
+            return Decoded(clip, [], error=f"decode failed: {one_line(err)}")
+        if samples.size == 0:
+            return Decoded(clip, [], error="decode failed: no audio frames")
+        try:
+            chunks = prepare(samples, rate, self.target_rate, self.max_seconds, self.chunking)
+        except ClipAudioError as err:
+            return Decoded(clip, [], error=f"decode failed: {err}")
+        except Exception as err:  # resampling or chunking broke: not a fact about the clip's audio
+            return Decoded(clip, [], unread=f"preparing its audio failed: {one_line(err)}")
+        return Decoded(clip, chunks)
 
 
 def keep_as_is(batch: list[Decoded]) -> list[Decoded]:

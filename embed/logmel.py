@@ -27,6 +27,7 @@ class LogMel:
     name = "logmel"
     sample_rate = SAMPLE_RATE
     dim = 4 * N_MELS
+    precisions = ("fp32",)  # a few matrix products on CPU: bf16 would only lose digits
 
     def __init__(self, layers: str = "", **_ignored) -> None:
         self.layers = select_layers(layers, LAYERS, default="stats")
@@ -44,7 +45,8 @@ class LogMel:
         return torch.cat(parts).numpy()
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
+        # fp32 even inside a caller's autocast region, so the recorded precision is what ran
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
             vectors = np.stack([self._one(w) for w in waveforms]).astype(np.float32)
         return {"stats": vectors}
 

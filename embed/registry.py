@@ -45,18 +45,45 @@ def default_name(backbone: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-]+", "-", tail).strip("-") or "hf-model"
 
 
-def load(backbone: str, layers: str, device: str, precision: str,
-         trust_remote_code: bool | None) -> Backbone:
+def backbone_class(backbone: str) -> type:
+    """The class that implements a backbone name; importing it loads no weights."""
     backbone = resolve(backbone)
     if backbone == "logmel":
         from embed.logmel import LogMel
 
-        return LogMel(layers=layers)
+        return LogMel
     if backbone.startswith("musicnn-"):
         from embed.musicnn.backbone import MusicnnBackbone
 
-        return MusicnnBackbone(backbone, layers=layers, device=device)
+        return MusicnnBackbone
+    from embed.hf import HFBackbone
+
+    return HFBackbone
+
+
+def precisions(backbone: str) -> tuple[str, ...]:
+    """The precisions a backbone really computes in (its class declares them)."""
+    return backbone_class(backbone).precisions
+
+
+def revision_for(backbone: str, revision: str) -> str:
+    """The hub revision an `hf:` backbone loads: the one given, else its alias's reviewed pin."""
+    backbone = resolve(backbone)
+    if backbone in BUILTIN:
+        if revision:
+            raise ValueError(f"revision={revision}: only hf: backbones and their aliases load a hub revision")
+        return ""
+    return revision or getattr(hf_aliases().get(backbone), "revision", "")
+
+
+def load(backbone: str, layers: str, device: str, precision: str,
+         trust_remote_code: bool | None, revision: str = "") -> Backbone:
+    backbone = resolve(backbone)
+    if backbone == "logmel":
+        return backbone_class(backbone)(layers=layers)
+    if backbone.startswith("musicnn-"):
+        return backbone_class(backbone)(backbone, layers=layers, device=device)
     from embed.hf import load_hf
 
     return load_hf(backbone, layers=layers or "last", device=device, precision=precision,
-                   trust_remote_code=trust_remote_code)
+                   trust_remote_code=trust_remote_code, revision=revision)

@@ -26,10 +26,17 @@ from ingest.check import checked_items
 from ingest.shards import ShardWriter, make_key
 from ingest.source import SourceItem, Skipped
 from lake import atomic, catalog, locks, paths
+from lake import validate_audio
 from lake.schemas import TRACKS_IDENTITY, coerce_metadata, tracks_table
 
 FINGERPRINT_KEY = "audiolake.ingest.fingerprint"
 BUILD_KEY = "audiolake.ingest.build"
+# Bumped when a build writes something new for the same source, so an unchanged source is
+# rebuilt once: v2 measures each clip's level (peak_db, rms_db). Vectors survive a rebuild
+# (they are matched by track_id and sha256).
+PIPELINE_VERSION = "ingest:v2"
+# Measured by the ingest, never taken from a source's metadata (like TRACKS_IDENTITY).
+MEASURED = ("peak_db", "rms_db")
 
 
 @dataclass
@@ -37,7 +44,7 @@ class IngestOptions:
     dataset: str
     source: str = ""
     force: bool = False
-    strict: bool = False
+    strict: bool = False  # any skipped or flagged (silent, flat, very short) clip fails the ingest
     transcode: Literal["none", "flac"] = "none"
     shard_max_mb: float = 256.0
     shard_max_count: int = 1000
@@ -59,6 +66,8 @@ class IngestResult:
     status: Literal["written", "unchanged", "failed"]
     written: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    flagged: list[dict[str, Any]] = field(default_factory=list)  # kept, but silent/flat/short
+    notes: list[dict[str, str]] = field(default_factory=list)    # e.g. a track id that is not its stem
     duplicates: list[list[str]] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
     audio_bytes: int = 0
@@ -95,7 +104,7 @@ def remove_stale_builds(dataset: str, keep: set[str | None]) -> None:
 
 
 def build_fingerprint(options: IngestOptions, source_fingerprint: str) -> str:
-    relevant = f"{options.source}|{source_fingerprint}|{options.transcode}|{options.shard_max_mb}|{options.shard_max_count}"
+    relevant = f"{PIPELINE_VERSION}|{options.source}|{source_fingerprint}|{options.transcode}|{options.shard_max_mb}|{options.shard_max_count}"
     return hashlib.sha256(relevant.encode()).hexdigest()
 
 
@@ -107,12 +116,15 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def _source_meta(item: SourceItem) -> dict[str, Any]:
+    return {k: v for k, v in item.meta.items() if k not in TRACKS_IDENTITY.names and k not in MEASURED}
+
+
 def _json_row(dataset: str, item: SourceItem, fmt: str, sha: str, info: Any) -> dict[str, Any]:
     return {
         "dataset": dataset, "track_id": item.track_id, "format": fmt, "sha256": sha,
         "duration_s": info.duration_s, "sample_rate": info.sample_rate,
-        "channels": info.channels, "source": item.source,
-        **{k: v for k, v in item.meta.items() if k not in TRACKS_IDENTITY.names},
+        "channels": info.channels, "source": item.source, **_source_meta(item),
     }
 
 
@@ -166,6 +178,7 @@ def _write_shards(options, items, build_dir, total, console):
             else:
                 seen_ids.add(item.track_id)
                 rows.append(_write_one(options, item, checked, writer, keys, by_sha, root, result))
+                _flag_and_note(item, checked.info, result)
             elapsed = time.perf_counter() - started
             progress.update(task, rate=f"{len(rows) / elapsed:,.0f} clips/s  {result.audio_bytes / 2**20 / elapsed:,.1f} MB/s",
                             bad=f"{len(result.skipped)} skipped" if result.skipped else "")
@@ -175,7 +188,20 @@ def _write_shards(options, items, build_dir, total, console):
     return result, rows
 
 
+def _flag_and_note(item: SourceItem, info: Any, result: IngestResult) -> None:
+    """What the report says about a clip that was written: its flags, and the source's note."""
+    flags = validate_audio.clip_flags(info.peak_db, info.rms_db, info.duration_s)
+    if flags:
+        result.flagged.append({
+            "source": item.source, "track_id": item.track_id, "flags": flags,
+            "reason": validate_audio.describe(flags, info.peak_db, info.rms_db, info.duration_s)})
+    if item.note:
+        result.notes.append({"source": item.source, "track_id": item.track_id, "note": item.note})
+
+
 def _invalid_metadata(item: SourceItem) -> str | None:
+    # A blank string is no value, whichever source it came from: "" never becomes a class.
+    item.meta = {k: None if isinstance(v, str) and not v.strip() else v for k, v in item.meta.items()}
     try:
         item.meta = coerce_metadata(item.meta)
     except ValueError as err:
@@ -200,25 +226,32 @@ def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> di
         "nbytes": member.nbytes, "format": fmt, "sha256": sha,
         "duration_s": checked.info.duration_s, "sample_rate": checked.info.sample_rate,
         "channels": checked.info.channels, "source": item.source,
-        **{k: v for k, v in item.meta.items() if k not in TRACKS_IDENTITY.names},
+        "peak_db": checked.info.peak_db, "rms_db": checked.info.rms_db, **_source_meta(item),
     }
 
 
 def _commit(options, result, rows, fingerprint, build_id) -> None:
     report = paths.reports_dir(options.dataset) / "ingest.json"
-    if options.strict and result.skipped:
-        result.status = "failed"
-        _write_report(report, options, result)
-        raise IngestFailed(f"strict=true and {len(result.skipped)} clips were skipped; nothing committed "
-                           f"(first: {result.skipped[0]['source']}: {result.skipped[0]['reason']}; all in {report})", result)
+    refused = result.skipped + result.flagged
+    if options.strict and refused:
+        _fail(report, options, result,
+              f"strict=true and {len(result.skipped)} clip(s) were skipped, {len(result.flagged)} flagged; "
+              f"nothing committed (first: {refused[0]['source']}: {refused[0]['reason']}; all in {report})")
     if not rows:
-        result.status = "failed"
-        _write_report(report, options, result)
-        raise IngestFailed(f"no readable clips; nothing committed (see {report})", result)
+        why = (f"none of the {len(result.skipped)} clip(s) is readable" if result.skipped
+               else "the source yielded no clips (an empty folder or dataset?)")
+        _fail(report, options, result, f"{why}; nothing committed (see {report})")
     part = tracks_part(options.dataset)
     atomic.write_parquet(tracks_table(rows), part, {FINGERPRINT_KEY: fingerprint, BUILD_KEY: build_id})
     result.tracks_part = str(part)
     _write_report(report, options, result)
+
+
+def _fail(report: Path, options: IngestOptions, result: IngestResult, message: str) -> None:
+    result.status = "failed"
+    result.shards = []  # the build directory is removed on the way out: there are none
+    _write_report(report, options, result)
+    raise IngestFailed(message, result)
 
 
 def _write_report(path: Path, options: IngestOptions, result: IngestResult) -> None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-from ingest.source import SourceError, SourceItem, Skipped
+from ingest.source import SourceError, SourceItem, Skipped, file_state
 
 AFFECTS = ("positive", "neutral", "negative")
 SPLITS = {"t": "train", "v": "val"}
@@ -167,10 +167,10 @@ def count(cfg: Config) -> int:
 
 
 def fingerprint(cfg: Config) -> str:
-    """Changes when any file in a subject folder changes (one stat per file) or an option does."""
-    digest = hashlib.sha256(f"eatd:v1:{cfg.audio}:{cfg.threshold!r}".encode())
+    """Changes when any file in a subject folder changes (one stat per file, see
+    `ingest.source.FileState`) or an option does."""
+    digest = hashlib.sha256(f"eatd:v2:{cfg.audio}:{cfg.threshold!r}".encode())
     for subject in subjects(cfg.path):
         for path in sorted(p for p in subject.iterdir() if p.is_file()):
-            stat = path.stat()
-            digest.update(f"{subject.name}/{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{subject.name}/{path.name}\0{file_state(path).signature}\n".encode())
     return digest.hexdigest()

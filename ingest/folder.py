@@ -5,24 +5,31 @@ Layout, either of:
   audio_path`, plus optional `label, affect_label, speaker_id, ...`; any other column is kept).
   `audio_path` is relative to the CSV's folder, or absolute. A `terms` column holds terms
   separated by `|` or `;`.
+  An empty cell, a quoted empty cell (`""`) and a cell of blanks are all missing values (NULL),
+  never an empty-string class. `audio_path` must name the file with its extension: a row
+  naming `tone` when `tone.mp3` exists is reported (with the candidates), not guessed.
 - no CSV: every audio file under DIR (recursively) is a clip; its track id is its path
   relative to DIR without the extension, and files inside a sub-folder get that folder's name
-  as `label` (GTZAN's `genres/blues/blues.00000.wav` layout).
+  as `label` (GTZAN's `genres/blues/blues.00000.wav` layout). Files that share that id
+  (`tone.mp3` and `tone.m4a`) both keep their extension in the id (`tone.mp3`, `tone.m4a`),
+  and the ingest report notes it; a file whose id is its own keeps the short one.
 
 Formats: wav, flac, ogg, mp3, aiff (libsndfile) and m4a/aac/mp4 (FFmpeg via PyAV). Files
-with other extensions are skipped unread. License: whatever the user's files
-carry; nothing is downloaded.
+with other extensions are skipped unread; a dangling symlink is skipped and reported.
+License: whatever the user's files carry; nothing is downloaded.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import defaultdict
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal
 
 from ingest.probe import AUDIO_EXTENSIONS
-from ingest.source import SourceError, SourceItem, Skipped
+from ingest.source import FileState, SourceError, SourceItem, Skipped, file_state
 from lake.errors import one_line
 
 if TYPE_CHECKING:
@@ -49,13 +56,14 @@ class Config:
             self.metadata = None
         # count(), fingerprint() and items() of one ingest share one directory walk and one
         # CSV parse: a corpus of 100k files is listed once, not three times.
-        self._listing: list[Path] | None = None
+        self._listing: list[FileState] | None = None
         self._frame = None
 
 
-def listing(cfg: Config) -> list[Path]:
+def listing(cfg: Config) -> list[FileState]:
+    """Every audio file under the folder, stat'ed once (the fingerprint and the items share it)."""
     if cfg._listing is None:
-        cfg._listing = audio_files(cfg.path)
+        cfg._listing = [file_state(path) for path in audio_files(cfg.path)]
     return cfg._listing
 
 
@@ -80,18 +88,50 @@ def _extension(path: Path) -> str:
     return path.suffix.lower().lstrip(".")
 
 
+def track_ids(root: Path, files: list[Path]) -> tuple[dict[Path, str], dict[Path, str]]:
+    """Each file's track id, and a note for each file whose id is not its stem.
+
+    The id is the path relative to root without the extension, unless another file has the
+    same one (`tone.mp3`, `tone.m4a`): then each of them keeps its extension. A file name is
+    unique in its folder, so a full name never clashes with another; the loop settles the
+    rare stem that equals a full name (`tone.mp3.wav` beside `tone.mp3` and `tone.m4a`).
+    """
+    full = {path: path.relative_to(root).as_posix() for path in files}
+    ids = {path: path.relative_to(root).with_suffix("").as_posix() for path in files}
+    notes: dict[Path, str] = {}
+    while True:
+        users: dict[str, list[Path]] = defaultdict(list)
+        for path, track_id in ids.items():
+            users[track_id].append(path)
+        renamed = [(path, track_id, paths) for track_id, paths in users.items() if len(paths) > 1
+                   for path in paths if ids[path] != full[path]]
+        if not renamed:
+            return ids, notes
+        for path, track_id, paths in renamed:
+            ids[path] = full[path]
+            others = ", ".join(full[other] for other in paths if other != path)
+            notes[path] = f"shares the track id {track_id!r} with {others}, so its id keeps the extension"
+
+
 def _from_folders(cfg: Config) -> Iterator[SourceItem | Skipped]:
-    for path in listing(cfg):
+    files = listing(cfg)
+    ids, notes = track_ids(cfg.path, [state.path for state in files if state.problem is None])
+    for state in files:
+        path = state.path
+        if state.problem is not None:
+            yield Skipped(str(path), state.problem)
+            continue
         relative = path.relative_to(cfg.path)
         meta = {}
         if cfg.labels != "none" and len(relative.parts) > 1:
             meta["label"] = relative.parts[-2]
         yield SourceItem(
-            track_id=relative.with_suffix("").as_posix(),
+            track_id=ids[path],
             format=_extension(path),
             source=str(path),
             path=path,
             meta=meta,
+            note=notes.get(path),
         )
 
 
@@ -99,9 +139,16 @@ def read_metadata(csv_path: Path) -> pl.DataFrame:
     import polars as pl  # only metadata CSVs need it; keeps every other ingest's start-up short
 
     try:
-        frame = pl.read_csv(csv_path, infer_schema_length=None, try_parse_dates=False)
+        # null_values=[""]: a quoted empty cell is as missing as an empty one (polars reads
+        # `""` as an empty string otherwise, which became a class of its own).
+        frame = pl.read_csv(csv_path, infer_schema_length=None, try_parse_dates=False, null_values=[""])
     except (pl.exceptions.PolarsError, OSError) as err:
         raise SourceError(f"{csv_path}: cannot read CSV: {one_line(err)}") from None
+    # A cell of blanks carries no value either.
+    frame = frame.with_columns(
+        pl.when(pl.col(name).str.strip_chars() == "").then(None).otherwise(pl.col(name)).alias(name)
+        for name, kind in frame.schema.items() if kind == pl.String
+    )
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise SourceError(f"{csv_path}: missing column {missing[0]!r} (has: {', '.join(frame.columns)})")
@@ -140,7 +187,7 @@ def _from_metadata(cfg: Config) -> Iterator[SourceItem | Skipped]:
         path = Path(str(audio_path)).expanduser()
         path = path if path.is_absolute() else base / path
         if not path.is_file():
-            yield Skipped(str(path), f"track {track_id!r} (row {number}): audio file not found")
+            yield Skipped(str(path), f"track {track_id!r} (row {number}): {_not_found(path)}")
             continue
         if "terms" in row:
             row["terms"] = _split_terms(row["terms"])
@@ -156,6 +203,19 @@ def _from_metadata(cfg: Config) -> Iterator[SourceItem | Skipped]:
         )
 
 
+def _not_found(path: Path) -> str:
+    """Why a row's audio_path names no file, with the files it may have meant."""
+    if path.is_symlink():
+        return f"dangling symlink to {os.readlink(path)}"
+    if path.parent.is_dir():
+        candidates = sorted(p.name for p in path.parent.glob(f"{glob_escape(path.name)}.*")
+                            if _extension(p) in AUDIO_EXTENSIONS)
+        if candidates:
+            return ("audio file not found; audio_path must name the file with its extension, e.g. "
+                    + " or ".join(candidates))
+    return "audio file not found"
+
+
 def items(cfg: Config) -> Iterator[SourceItem | Skipped]:
     yield from (_from_metadata(cfg) if cfg.metadata else _from_folders(cfg))
 
@@ -167,11 +227,11 @@ def count(cfg: Config) -> int:
 
 
 def fingerprint(cfg: Config) -> str:
-    """Changes when any audio file or the metadata changes; costs one stat per file."""
-    digest = hashlib.sha256(f"folder:v1:{cfg.labels}".encode())
+    """Changes when any audio file or the metadata changes; costs one stat per file (see
+    `ingest.source.FileState` for what is compared, and what it cannot see)."""
+    digest = hashlib.sha256(f"folder:v2:{cfg.labels}".encode())
     if cfg.metadata:
         digest.update(cfg.metadata.read_bytes())
-    for path in listing(cfg):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(cfg.path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for state in listing(cfg):
+        digest.update(f"{state.path.relative_to(cfg.path)}\0{state.signature}\n".encode())
     return digest.hexdigest()

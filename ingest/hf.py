@@ -34,8 +34,8 @@ the load runs in datasets' offline mode, so a dataset already in the local HF ca
 loads; otherwise the ingest stops at once with one line saying how to ingest it offline.
 `HF_DATASETS_CACHE`, when set, is honoured at call time too. Streaming always needs the hub.
 
-Fingerprint (what makes a re-ingest a no-op): for a local directory, the size and mtime of
-every file in it plus the options. For a hub dataset, the options only (hf_id, revision,
+Fingerprint (what makes a re-ingest a no-op): for a local directory, the size, mtime, ctime
+and inode of every file in it (`ingest.source.FileState`) plus the options. For a hub dataset, the options only (hf_id, revision,
 config_name, split, limit, column options): a `revision=` commit hash pins the content; with
 `revision=none` (the branch head) a re-ingest is a no-op even if the dataset changed on the
 hub since, and `force=true` rebuilds.
@@ -55,7 +55,7 @@ from typing import Any, Iterator, Literal
 
 from ingest.hf_hub import forced_offline, is_network_error, offline_error, offline_reason, one_line
 from ingest.probe import AUDIO_EXTENSIONS, sniff_format
-from ingest.source import KNOWN_META, SourceError, SourceItem, Skipped
+from ingest.source import KNOWN_META, SourceError, SourceItem, Skipped, file_state
 
 _IDENTITY = {
     "dataset", "track_id", "shard", "key", "offset", "nbytes", "format", "sha256",
@@ -381,7 +381,7 @@ def _options_key(cfg: Config) -> str:
 
 
 def fingerprint(cfg: Config) -> str:
-    """Local directory: options + size/mtime of every file in it. Hub: the options (see above)."""
+    """Local directory: options + each file's `FileState` signature. Hub: the options (see above)."""
     digest = hashlib.sha256(_options_key(cfg).encode())
     directory = local_dir(cfg)
     if directory is not None:
@@ -392,6 +392,5 @@ def fingerprint(cfg: Config) -> str:
                 if name.startswith(".") or name.startswith("cache-") or name.endswith(".lock"):
                     continue
                 path = Path(folder) / name
-                stat = path.stat()
-                digest.update(f"{path.relative_to(directory)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                digest.update(f"{path.relative_to(directory)}\0{file_state(path).signature}\n".encode())
     return digest.hexdigest()

@@ -3,10 +3,14 @@
 Decoding the whole clip (not just the header) is what catches truncated and corrupt files;
 libsndfile quietly shortens a truncated WAV to the bytes present, so RIFF/RF64 sizes are also
 checked against the header's declared data size.
+
+The same pass measures the clip's peak and RMS level (`peak_db`, `rms_db`), so silent or flat
+clips are flagged (lake.validate_audio) without a second decode.
 """
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 from lake.errors import one_line
+from lake.validate_audio import to_db
 
 # Decoded by libsndfile (MP3 since libsndfile 1.1); everything else goes through FFmpeg (PyAV).
 SOUNDFILE_FORMATS = {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "au", "w64", "caf"}
@@ -34,6 +39,33 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    peak_db: float = 0.0  # dBFS over every sample of every channel
+    rms_db: float = 0.0
+
+
+class _Levels:
+    """Peak and mean square accumulated block by block, in full-scale units (1.0 = 0 dBFS)."""
+
+    def __init__(self) -> None:
+        self.peak, self.squares, self.samples = 0.0, 0.0, 0
+
+    def add(self, block: np.ndarray) -> None:
+        flat = block.reshape(-1)
+        if not flat.size:
+            return
+        scale = 1.0
+        if flat.dtype == np.uint8:  # FFmpeg's u8: unsigned, silence at 128
+            flat, scale = flat.astype(np.int16) - 128, 128.0
+        elif flat.dtype.kind == "i":
+            scale = float(2 ** (8 * flat.dtype.itemsize - 1))
+        values = flat if flat.dtype.kind == "f" else flat.astype(np.float32)
+        self.peak = max(self.peak, float(max(values.max(), -values.min())) / scale)
+        self.squares += float(np.dot(values, values)) / scale**2
+        self.samples += flat.size
+
+    def info(self, frames: int, rate: int, channels: int) -> AudioInfo:
+        rms = math.sqrt(self.squares / self.samples) if self.samples else 0.0
+        return AudioInfo(frames / rate, rate, channels, frames, to_db(self.peak), to_db(rms))
 
 
 def probe(source: bytes | Path, fmt: str) -> AudioInfo:
@@ -62,7 +94,7 @@ def _probe_soundfile(source: bytes | Path) -> AudioInfo:
             # Integer PCM is read as integers: a full decode without the float conversion,
             # and no NaN is possible. Float subtypes are read as floats and checked.
             dtype = _NATIVE_DTYPE.get(handle.subtype, "float32")
-            frames = 0
+            frames, levels = 0, _Levels()
             # blocks() allocates a whole block up front: no bigger than the clip (short clips
             # are the common case, and a 1 M-frame buffer per clip was most of their cost).
             blocksize = max(1, min(_BLOCK_FRAMES, handle.frames or _BLOCK_FRAMES))
@@ -70,12 +102,13 @@ def _probe_soundfile(source: bytes | Path) -> AudioInfo:
                 if dtype.startswith("float") and not np.isfinite(block).all():
                     raise BadAudio("decoded samples contain NaN or Inf")
                 frames += len(block)
+                levels.add(block)
             rate, channels = handle.samplerate, handle.channels
     except BadAudio:
         raise
     except Exception as err:  # libsndfile reports every failure as one error type or another
         raise BadAudio(f"not decodable audio: {one_line(err)}") from None
-    return AudioInfo(frames / rate, rate, channels, frames)
+    return levels.info(frames, rate, channels)
 
 
 def _probe_av(source: bytes | Path) -> AudioInfo:
@@ -87,16 +120,18 @@ def _probe_av(source: bytes | Path) -> AudioInfo:
                 raise BadAudio("container has no audio stream")
             stream = container.streams.audio[0]
             frames, rate, channels = 0, stream.codec_context.sample_rate, stream.codec_context.channels
+            levels = _Levels()
             for frame in container.decode(stream):
                 frames += frame.samples
                 rate = frame.sample_rate or rate
+                levels.add(frame.to_ndarray())
     except BadAudio:
         raise
     except Exception as err:  # FFmpeg raises a family of av.error.* types
         raise BadAudio(f"not decodable audio: {one_line(err)}") from None
     if not rate:
         raise BadAudio("audio stream has no sample rate")
-    return AudioInfo(frames / rate, int(rate), int(channels), frames)
+    return levels.info(frames, int(rate), int(channels))
 
 
 def _check_riff_size(handle: BinaryIO, size: int) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from ingest.probe import AUDIO_EXTENSIONS
-from ingest.source import SourceError, SourceItem, Skipped
+from ingest.source import SourceError, SourceItem, Skipped, file_state
 
 _IDENTITY = {
     "dataset", "track_id", "shard", "key", "offset", "nbytes", "format", "sha256",
@@ -246,8 +246,8 @@ def count(cfg: Config) -> int:
 
 
 def fingerprint(cfg: Config) -> str:
-    """The JSON's bytes, the audio root, and size + mtime of every audio file it names."""
-    digest = hashlib.sha256(b"ranking_json:v1\0" + str(cfg.audio_root.resolve()).encode() + b"\0")
+    """The JSON's bytes, the audio root, and the `FileState` signature of every audio file it names."""
+    digest = hashlib.sha256(b"ranking_json:v2\0" + str(cfg.audio_root.resolve()).encode() + b"\0")
     digest.update(cfg.path.read_bytes())
     for group in _groups(cfg, parse(cfg.path)):
         if isinstance(group, Skipped):
@@ -258,9 +258,5 @@ def fingerprint(cfg: Config) -> str:
                 continue
             path = Path(audio_file.strip()).expanduser()
             path = path if path.is_absolute() else cfg.audio_root / audio_file.strip().replace("\\", "/")
-            try:
-                stat = path.stat()
-                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{path}\0missing\n".encode())
+            digest.update(f"{path}\0{file_state(path).signature}\n".encode())
     return digest.hexdigest()

@@ -6,6 +6,7 @@ the pipeline in `ingest.build` does that once, the same way for every source.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ class SourceItem:
     path: Path | None = None
     data: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # for the ingest report, e.g. why the track id is not the file's stem
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):
@@ -53,3 +55,32 @@ class Skipped:
 
     source: str
     reason: str
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a source fingerprint records of one file without reading it.
+
+    `signature` is size, mtime, ctime and inode. Size and mtime alone miss a rewrite that
+    keeps both (`touch -r`, `os.utime`, `rsync --times`, a same-length edit restored by a
+    backup tool); the kernel moves ctime on every content or metadata change and no user
+    call can set it back, and a file replaced by a rename gets a new inode. `problem` says why
+    the file cannot be stat'ed (a dangling symlink, no permission); the source turns it into a
+    `Skipped`, and the signature records the problem, so fixing it changes the fingerprint.
+    """
+
+    path: Path
+    signature: str
+    problem: str | None = None
+
+
+def file_state(path: Path) -> FileState:
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if os.path.islink(path):
+            problem = f"dangling symlink to {os.readlink(path)} ({err.strerror or err})"
+        else:
+            problem = f"cannot stat: {err.strerror or err}"
+        return FileState(path, f"missing:{err.errno}", problem)
+    return FileState(path, f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}")

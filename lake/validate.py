@@ -1,7 +1,7 @@
 """`just validate dataset=NAME [backbone=NAME[,NAME2]] [layer=...]` — is this data fit to train on?
 
 Profiles a dataset's `tracks` (classes, durations, sample rates, missing values, duplicate ids
-and audio) and each backbone's vectors (coverage, NaN/Inf, zero norms, widths, norms, a 2-D
+and audio, silent/flat/very short clips from the levels ingest stored) and each backbone's vectors (coverage, NaN/Inf, zero norms, widths, norms, a 2-D
 PCA), judges them with levelled checks (`lake.validate_checks`), and writes
 `reports/<dataset>/profile.json`, `profile.md` (verdict first, then the checks, then the
 distributions with their plots) and the PNGs. Without `backbone=` every backbone embedded for
@@ -133,6 +133,10 @@ def to_json(report: Report) -> dict:
         "missing": tp.missing,
         "empty_columns": tp.empty_columns,
         "duration_s": vc.quantiles(tp.durations),
+        "peak_db": vc.quantiles(tp.peak_db),
+        "rms_db": vc.quantiles(tp.rms_db),
+        "audio_flags": {flag: ids[:MAX_IDS] for flag, ids in tp.audio_flags.items()},
+        "levels_unmeasured": tp.unmeasured,
         "sample_rates": tp.sample_rates,
         "duplicate_track_ids": dict(tp.duplicate_ids[:MAX_IDS]),
         "duplicate_audio": tp.duplicate_audio[:MAX_IDS],
@@ -197,6 +201,13 @@ def to_markdown(report: Report) -> str:
     q = vc.quantiles(tp.durations)
     if q:
         blocks.append(_quantiles_table("duration (s)", q, "{:.2f}"))
+    for what, values in (("peak (dBFS)", tp.peak_db), ("RMS (dBFS)", tp.rms_db)):
+        if len(values):
+            blocks.append(_quantiles_table(what, vc.quantiles(values), "{:.1f}"))
+    flagged = [[vc.AUDIO_CHECKS[flag], len(ids), ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")]
+               for flag, ids in tp.audio_flags.items() if ids]
+    if flagged:
+        blocks.append(_table(["flag (kept, look at them)", "clips", "e.g."], flagged))
     blocks += [_table(["sample rate (Hz)", "clips"], [[r, n] for r, n in tp.sample_rates.items()]),
                f"![durations and sample rates]({report.plots['audio']})", "## Missing values"]
     with_missing = [[c, n, f"{n / tp.clips:.1%}"] for c, n in tp.missing.items() if n]

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from lake import embeddings, queries
+from lake import validate_audio
 from lake.vectors import VectorReadError
 
 Level = Literal["error", "warning", "info"]
@@ -66,6 +67,10 @@ class TracksProfile:
     duplicate_audio: list[list[str]]
     named_splits: dict[str, dict[str, int]]
     unlabelled: list[str]                     # first few clips without a label
+    audio_flags: dict[str, list[str]] = field(default_factory=dict)  # flag → track ids (validate_audio)
+    unmeasured: int = 0                       # clips ingested before levels were measured
+    peak_db: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rms_db: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
@@ -118,8 +123,23 @@ def profile_tracks(con: duckdb.DuckDBPyConnection, dataset: str) -> TracksProfil
         "SELECT track_id FROM tracks WHERE dataset = $dataset AND coalesce(label, '') = '' ORDER BY 1 LIMIT 10",
         params).fetchall()]
     sample_rates = {("missing" if r is None else str(r)): int(n) for r, n in rates}
-    return TracksProfile(clips, counts, missing, empty, durations, sample_rates, duplicate_ids, duplicate_audio, named,
-                         unlabelled)
+    profile = TracksProfile(clips, counts, missing, empty, durations, sample_rates, duplicate_ids, duplicate_audio,
+                            named, unlabelled)
+    _audio_levels(con, dataset, {name for name, _ in columns}, profile)
+    return profile
+
+
+def _audio_levels(con: duckdb.DuckDBPyConnection, dataset: str, columns: set[str], tp: TracksProfile) -> None:
+    """Flags silent, flat and short clips from the levels ingest stored: no audio is decoded."""
+    levels = "peak_db, rms_db" if {"peak_db", "rms_db"} <= columns else "NULL::DOUBLE AS peak_db, NULL::DOUBLE AS rms_db"
+    table = con.sql(f"SELECT track_id, {levels}, duration_s FROM tracks WHERE dataset = $dataset ORDER BY track_id",
+                    params={"dataset": dataset}).to_arrow_table()
+    ids, peak, rms, duration = (table.column(i).to_numpy(zero_copy_only=False) for i in range(4))
+    peak, rms = peak.astype(np.float64), rms.astype(np.float64)
+    masks = validate_audio.flags(peak, rms, duration.astype(np.float64))
+    tp.audio_flags = {name: [str(t) for t in ids[mask]] for name, mask in masks.items()}
+    tp.unmeasured = int(np.isnan(peak).sum())
+    tp.peak_db, tp.rms_db = peak[np.isfinite(peak)], rms[np.isfinite(rms)]
 
 
 def coverage_rows(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, dict[str, Any]]:
@@ -250,6 +270,7 @@ def track_checks(tp: TracksProfile) -> list[Check]:
             f"{len(tiny)} class(es) with fewer than {TINY_CLASS} clips" if tiny
             else f"every class has at least {TINY_CLASS} clips",
             [f"{r['value']} ({r['clips']})" for r in tiny[:EXAMPLES]]))
+    checks += audio_checks(tp)
     q = quantiles(tp.durations)
     if q:
         checks.append(Check("durations", "info", True,
@@ -261,6 +282,29 @@ def track_checks(tp: TracksProfile) -> list[Check]:
                         f"{len(with_missing)} column(s) have missing values" if with_missing
                         else "no column has missing values",
                         [f"{c} {n}" for c, n in sorted(with_missing.items(), key=lambda kv: -kv[1])[:EXAMPLES]]))
+    return checks
+
+
+AUDIO_CHECKS = {"silent": "silent_clips", "flat": "low_dynamic_range", "short": "short_clips"}
+_RULES = {
+    "silent": f"peak below {validate_audio.SILENT_PEAK_DB:g} dBFS",
+    "flat": f"peak less than {validate_audio.FLAT_CREST_DB:g} dB above RMS",
+    "short": f"under {validate_audio.SHORT_SECONDS:g} s",
+}
+
+
+def audio_checks(tp: TracksProfile) -> list[Check]:
+    checks = []
+    for flag, name in AUDIO_CHECKS.items():
+        ids = tp.audio_flags.get(flag, [])
+        what = validate_audio.DESCRIPTIONS[flag]
+        checks.append(Check(name, "warning", not ids,
+                            f"{len(ids)} clip(s): {what} ({_RULES[flag]})" if ids else f"no clip: {what} ({_RULES[flag]})",
+                            ids[:EXAMPLES]))
+    if tp.unmeasured:
+        checks.append(Check("audio_levels", "warning", False,
+                            f"{tp.unmeasured} of {tp.clips} clips have no stored level (ingested before levels were "
+                            "measured), so silence and dynamic range are unchecked for them: re-ingest with force=true"))
     return checks
 
 

@@ -6,6 +6,7 @@ The hub itself is never reached: the offline tests point huggingface_hub at a cl
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -291,3 +292,79 @@ def test_bf16_whisper_inside_the_engines_autocast(whisper_dir):
         bf16 = load_hf(f"hf:{whisper_dir}", precision="bf16").embed(clips)["last"]
     cos = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert (cos > 0.99).all(), cos
+
+
+# -- revisions: remote code runs only at a pinned commit -------------------------------------
+
+def cached_repo(hub_id: str, snapshots: dict[str, Path], main: str) -> Path:
+    """A Hugging Face cache entry as `hf download` leaves it: one folder per commit, refs/main."""
+    import shutil
+
+    import huggingface_hub.constants as constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}"
+    for commit, source in snapshots.items():
+        shutil.copytree(source, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(main)
+    return repo
+
+
+def test_remote_code_aliases_without_a_verified_pin_need_a_commit(no_hub):
+    assert {name for name, spec in ALIASES.items() if spec.trust_remote_code and not spec.revision} == {
+        "mert-v1-330m", "culturemert-95m"}
+    for alias in ("mert-v1-330m", "culturemert-95m"):
+        started = time.perf_counter()
+        with pytest.raises(RemoteCodeRefused, match="pass revision=<the 40-character commit you read>") as refused:
+            load_hf(alias)
+        assert time.perf_counter() - started < 1, "refused before the hub is asked anything"
+        assert "\n" not in str(refused.value) and ALIASES[alias].hub_id in str(refused.value)
+    with pytest.raises(RemoteCodeRefused, match="revision=main is not a commit"):
+        load_hf("mert-v1-330m", revision="main")
+    with pytest.raises(RemoteCodeRefused, match="no reviewed commit"):
+        load_hf("culturemert-95m", trust_remote_code=True)
+
+
+def test_an_alias_runs_its_repository_code_at_its_pinned_commit_not_at_main(no_hub, remote_dir, hubert_dir):
+    import re
+
+    pin = ALIASES["mert-v1-95m"].revision
+    assert re.fullmatch(r"[0-9a-f]{40}", pin)
+    moved = "f" * 40  # what main points at now: other files
+    cached_repo("m-a-p/MERT-v1-95M", {pin: remote_dir, moved: hubert_dir}, main=moved)
+    backbone = load_hf("mert-v1-95m", layers="all")
+    prov = backbone.provenance()
+    assert prov.revision == pin and prov.options["remote_code"] == "true"
+    assert backbone.layers == ("0", "1", "2") and backbone._native_hidden is None
+
+
+def test_revision_is_passed_to_every_load_of_a_hub_model(no_hub, wav2vec2_dir, hubert_dir):
+    first, second = "a" * 40, "b" * 40
+    cached_repo("someone/tiny-encoder", {first: wav2vec2_dir, second: hubert_dir}, main=second)
+    at_first = load_hf("hf:someone/tiny-encoder", revision=first)
+    assert (at_first.provenance().revision, at_first.sample_rate) == (first, 16000)
+    at_main = load_hf("hf:someone/tiny-encoder")
+    assert (at_main.provenance().revision, at_main.sample_rate) == (second, 24000)
+    with pytest.raises(BackboneUnavailable, match="revision=x: .* is a local directory"):
+        load_hf(f"hf:{wav2vec2_dir}", revision="x")
+
+
+def test_the_pinned_revision_is_part_of_the_settings_and_the_backbones_row(no_hub, remote_dir, tmp_path):
+    from conftest import write_clip
+    from embed import engine, store
+    from embed.engine import EmbedConfig
+    from ingest.api import ingest
+
+    pin = ALIASES["mert-v1-95m"].revision
+    cached_repo("m-a-p/MERT-v1-95M", {pin: remote_dir}, main=pin)
+    for i in range(2):
+        write_clip(tmp_path / "in" / f"c{i}.wav", seconds=0.5, seed=i)
+    ingest("tiny", source="folder", path=tmp_path / "in", workers=1)
+    cfg = EmbedConfig(dataset="tiny", backbone="mert-v1-95m", loader_workers=0)
+    assert cfg.revision == pin and cfg.settings()["revision"] == pin
+    assert engine.run(cfg).embedded == 2
+    row = store.read_backbone("mert-v1-95m")
+    assert row["revision"] == pin and json.loads(row["settings"])["revision"] == pin
+    with pytest.raises(ValueError, match="revision=abc: only hf: backbones"):
+        EmbedConfig(dataset="tiny", backbone="logmel", revision="abc")
+    assert "revision" not in EmbedConfig(dataset="tiny", backbone="logmel").settings()

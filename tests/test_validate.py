@@ -160,7 +160,8 @@ def test_without_backbone_every_embedded_one_is_profiled(lake):
 def test_imbalance_and_tiny_classes_warn_but_do_not_fail():
     rows = [{"dataset": "tiny", "track_id": f"t{i}", "shard": "s.tar", "key": f"t{i}", "offset": 0, "nbytes": 1,
              "format": "wav", "sha256": f"{i:064d}", "duration_s": 1.0, "sample_rate": 16000, "channels": 1,
-             "source": "test", "label": "big" if i < 60 else "small"} for i in range(63)]
+             "source": "test", "peak_db": -6.0, "rms_db": -20.0,
+             "label": "big" if i < 60 else "small"} for i in range(63)]
     atomic.write_parquet(tracks_table(rows), paths.partition_dir("tracks", dataset="tiny") / "part-000000.parquet")
     catalog.refresh()
     code, profile = run("dataset=tiny")

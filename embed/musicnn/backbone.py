@@ -21,6 +21,7 @@ LAYER_DIMS = {"penultimate": 200, "pool": 1506, "tags": 50}
 
 class MusicnnBackbone:
     sample_rate = SAMPLE_RATE
+    precisions = ("fp32", "bf16")  # its convolutions run under the engine's autocast
 
     def __init__(self, name: str, layers: str = "", device: str = "cpu", batch_patches: int | None = None,
                  **_ignored):
