@@ -363,6 +363,10 @@ def embed_pending(cfg: EmbedConfig, clips: dict[str, list[Clip]], work: Plan, co
     result = EmbedResult(cfg.dataset, cfg.name, "unchanged", already=work.done, already_failed=len(work.failed))
     pending = work.pending
     if not pending:
+        if not cfg.slot and store.read_backbone(cfg.name) is None:
+            # Every vector is there but the provenance row is not (set aside as damaged): the
+            # views need its width and the heads its settings, so the model states them again.
+            claim_name(cfg, load_model(cfg))
         result.seconds = time.perf_counter() - started
         return result
     model = load_model(cfg)

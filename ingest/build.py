@@ -25,8 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ingest.check import checked_items
 from ingest.shards import ShardWriter, make_key
 from ingest.source import SourceItem, Skipped
-from lake import atomic, catalog, locks, paths
-from lake import validate_audio
+from lake import atomic, catalog, locks, parts, paths, validate_audio
 from lake.schemas import TRACKS_IDENTITY, coerce_metadata, tracks_table
 
 FINGERPRINT_KEY = "audiolake.ingest.fingerprint"
@@ -88,8 +87,12 @@ def tracks_part(dataset: str) -> Path:
 
 
 def committed(dataset: str) -> dict[str, str]:
+    """The committed build's metadata; none when the dataset has no readable `tracks` part (a
+    damaged one is set aside by `lake.parts`, so the next ingest rebuilds instead of crashing)."""
     part = tracks_part(dataset)
-    return atomic.read_parquet_metadata(part) if part.is_file() else {}
+    if part not in parts.table_parts("tracks", dataset=dataset):
+        return {}
+    return atomic.read_parquet_metadata(part)
 
 
 def dataset_lock(dataset: str):

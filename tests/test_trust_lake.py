@@ -151,6 +151,25 @@ def test_a_damaged_part_is_rewritten_by_the_next_embed(tmp_path):
     assert embeddings.load("k", "logmel", label=None).matrix.shape[0] == 4
 
 
+def test_a_damaged_tracks_or_backbones_part_is_set_aside_and_rebuilt(tmp_path, capsys):
+    folder = tmp_path / "in"
+    for i in range(3):
+        write_clip(folder / f"c{i}.wav", seconds=0.3, seed=i)
+    ingest("k", source="folder", path=folder, workers=1)
+    embed_logmel("k")
+    tracks_part = paths.partition_dir("tracks", dataset="k") / "part-000000.parquet"
+    tracks_part.write_bytes(b"not parquet at all")
+    aged(tracks_part)
+    backbone_part = store.backbone_part("logmel")
+    backbone_part.write_bytes(backbone_part.read_bytes()[:100])
+    aged(backbone_part)
+    rebuilt = ingest("k", source="folder", path=folder, workers=1)
+    assert rebuilt.status == "written" and quarantined(tracks_part).is_file()
+    assert embed_logmel("k").embedded == 0  # the vectors match the rebuilt tracks by hash
+    assert store.read_backbone("logmel")["spec"] == "logmel" and quarantined(backbone_part).is_file()
+    assert "moved to quarantine" in capsys.readouterr().err
+
+
 # ---- (4) stale vectors ----------------------------------------------------------------------
 
 @pytest.fixture
