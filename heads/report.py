@@ -38,17 +38,24 @@ def headline_rows(result: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
 
 
 def per_key_tables(result: dict[str, Any]) -> list[tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]]:
-    """(declared metric, [(key, {part: "mean ± std"})]) for each declared per-key metric present."""
+    """(metric, [(key, {part: "mean ± std"})]) for each per-key metric: the declared ones, then any
+    other {key: number} the head reported (the scorer's MAE per band)."""
     std = result.get("seeds", {}).get("std", {})
+    parts = _parts(result)
+    declared = [m for m in result.get("headline", []) if m.get("per_key")]
+    names = {m["name"] for m in result.get("headline", [])}
+    others = [{"name": k, "label": k, "short": k, "format": ".4f"} for k in dict.fromkeys(
+        k for p in parts for k, v in result[p].items()
+        if k not in names and isinstance(v, dict) and v and all(isinstance(x, (int, float, type(None))) for x in v.values()))]
     out = []
-    for metric in result.get("headline", []):
-        parts = [p for p in _parts(result) if isinstance(result[p].get(metric["name"]), dict)]
-        if not metric.get("per_key") or not parts:
+    for metric in [*declared, *others]:
+        present = [p for p in parts if isinstance(result[p].get(metric["name"]), dict)]
+        if not present:
             continue
-        keys = list(dict.fromkeys(k for p in parts for k in result[p][metric["name"]]))
-        out.append((metric, [(k, {p: fmt(result[p][metric["name"]].get(k),
+        keys = list(dict.fromkeys(k for p in present for k in result[p][metric["name"]]))
+        out.append((metric, [(k, {p: fmt(result[p].get(metric["name"], {}).get(k),
                                          std.get(p, {}).get(metric["name"], {}).get(k), metric["format"])
-                                  for p in parts}) for k in keys]))
+                                  for p in present}) for k in keys]))
     return out
 
 
@@ -85,8 +92,10 @@ def markdown(row: dict[str, Any], data: Data, result: dict[str, Any], plots: lis
     n = f" (mean ± std over {len(seeds['values'])} seeds)" if len(seeds.get("values", [])) > 1 else ""
     out += [f"## Metrics{n}", "", _md_table(["metric", *parts], [[m, *(v[p] for p in parts)]
                                                                   for m, v in headline_rows(result)]), ""]
+    declared = {m["name"] for m in result.get("headline", [])}
     for metric, rows in per_key_tables(result):
-        out += [f"## {metric['label'][0].upper() + metric['label'][1:]}", "",
+        title = metric["label"][0].upper() + metric["label"][1:] if metric["name"] in declared else metric["label"]
+        out += [f"## {title}", "",
                 _md_table([metric["short"], *parts], [[k, *(v.get(p, "–") for p in parts)] for k, v in rows]), ""]
     if "layers" in result:
         columns = list(dict.fromkeys(c for s in result["layers"].values() for c in s))
