@@ -157,9 +157,9 @@ def main(argv: list[str]) -> int:
         header, cells = table(found, terminal=True)
         out = Table(title=f"{cfg.head} · {cfg.dataset}" + (f" · {cfg.target}" if cfg.target else ""),
                     show_header=True, header_style="bold", caption="\n".join(captions(found)) or None)
-        fixed = header.index("seeds") + 1
-        for i, name in enumerate(header):
-            out.add_column(escape(name), justify="left" if i < 2 else "right", min_width=6 if i >= fixed else None)
+        for name in header:
+            words = name in ("backbone", "layer", "variant", "target", "split")
+            out.add_column(escape(name), justify="left" if words else "right", no_wrap=words)
         for row in cells:
             out.add_row(*row)
         make_console().print(out)

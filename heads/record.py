@@ -71,5 +71,5 @@ def write_folder(folder: Path, config: dict[str, Any], result: dict[str, Any], r
     atomic.write_text(report, folder / "report.md")
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
+def dumps(obj: Any, sort_keys: bool = True) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=sort_keys, default=str)

@@ -78,6 +78,8 @@ SAID_ONCE = ("head", "dataset", "split_name")  # when every row shares the value
 
 
 def render(result: pa.Table, limit: int) -> Table:
+    """One column per declared metric when the rows share a head; with several heads, whose
+    metrics differ, one `headline` column with each run's own declared metrics."""
     rows = result.slice(0, limit).to_pylist()
     specs = {n: s for n, s in declared(result.slice(0, limit)).items() if n in result.column_names}
     same = {n: rows[0][n] for n in SAID_ONCE if len({r[n] for r in rows}) == 1}
@@ -85,14 +87,19 @@ def render(result: pa.Table, limit: int) -> Table:
     metrics = [(n, s["short"]) for n, s in specs.items() if any(r[n] is not None for r in rows)]
     title = " · ".join(f"{'split' if n == 'split_name' else n} {v}" for n, v in same.items())
     table = Table(title=title or None, show_header=True, header_style="bold")
-    numeric = {"seeds", *(n for n, _ in metrics)}
-    for name, header in [*fixed, *metrics]:
+    one_head = "head" in same
+    numeric = {"seeds", *(n for n, _ in metrics)} if one_head else {"seeds"}
+    for name, header in [*fixed, *(metrics if one_head else [("headline", "headline metrics")])]:
         # numbers and ids are never cut short; names may be
         table.add_column(header, justify="right" if name in numeric else "left",
                          no_wrap=name == "run_id", min_width=5 if name in numeric else None)
     for row in rows:
         cells = [str(row[n]) if row[n] is not None else "–" for n, _ in fixed]
-        cells += [f"{row[n]:{specs[n]['format']}}" if row[n] is not None else "–" for n, _ in metrics]
+        if one_head:
+            cells += [f"{row[n]:{specs[n]['format']}}" if row[n] is not None else "–" for n, _ in metrics]
+        else:
+            own = [s for s in json.loads(row["declared"] or "[]") or [] if row.get(s["name"]) is not None]
+            cells.append("  ".join(f"{s['short']} {row[s['name']]:{s['format']}}" for s in own) or "–")
         table.add_row(*cells)
     return table
 

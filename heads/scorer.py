@@ -111,21 +111,21 @@ class Config(Selection):
 
     @property
     def variant(self) -> str:
-        return self.loss + (f" · adversary={self.adversary}×{self.adv_weight:g}" if self.adversary != "none" else "")
+        if self.adversary == "none":
+            return self.loss
+        return f"{self.loss} · adv {self.adversary}" + (f"×{self.adv_weight:g}" if self.adv_weight != 1 else "")
 
 
 HEADLINE = (
-    Metric("spearman", "Spearman ρ", short="ρ"),
-    Metric("kendall_group", "Kendall τ in groups", short="τ grp"),
-    Metric("pairwise_accuracy", "pairwise accuracy", short="pair acc"),
-    Metric("ndcg", "NDCG@k per group", short="NDCG"),
+    Metric("spearman", "Spearman ρ", short="ρ", format=".3f"),
+    Metric("pairwise_accuracy", "pairwise accuracy", short="pair acc", format=".3f"),
+    Metric("ndcg", "NDCG@k per group", short="NDCG", format=".3f"),
     Metric("mae", "MAE", direction="min", format=".2f"),
-    Metric("system_spearman", "system-level ρ", short="sys ρ"),
-    Metric("speaker_probe_accuracy", "speaker-probe accuracy", direction="min", short="spk probe",
-           about="spk probe: a fresh classifier naming the singer from the frozen hidden layer (lower: less identity)"),
-    Metric("speaker_chance", "speaker chance", direction="none", short="chance"),
-    Metric("band_accuracy", "accuracy per score band", short="band", per_key=True,
-           about="band[...]: the share of clips of that true score band predicted in it"),
+    Metric("speaker_probe_accuracy", "speaker-probe accuracy", direction="min", short="spk probe", format=".3f",
+           about="spk probe: a fresh classifier naming the speaker from the frozen hidden layer (lower: less identity)"),
+    Metric("speaker_chance", "speaker chance", direction="none", short="chance", format=".3f"),
+    Metric("band_accuracy", "accuracy per score band", short="band", per_key=True, format=".3f",
+           about="score bands (<50, 50–85, ≥85 by default): the share of the clips of that true band predicted in it"),
 )
 COUNTS: tuple[str, ...] = ()
 
@@ -163,8 +163,9 @@ class Targets:
 
 def targets(cfg: Config, data: Data) -> Targets:
     """The head's view of the loaded columns, encoded once per run (data.memo)."""
-    if "scorer.targets" in data.memo:
-        return data.memo["scorer.targets"]
+    memo = ("scorer.targets", cfg.target, cfg.rank, cfg.group, cfg.speaker, cfg.adversary)
+    if memo in data.memo:
+        return data.memo[memo]
     column = cfg.target if cfg.target != "none" else cfg.rank
     key_name = "target" if cfg.target != "none" else "rank"
     if not any(data.types[column].startswith(t) for t in NUMERIC):
@@ -191,8 +192,8 @@ def targets(cfg: Config, data: Data) -> Targets:
         adversary[known & ~np.isin(raw.astype(str), classes)] = -1  # values unseen in train teach nothing
     elif kind == "backbone":
         adversary = data.vectors(cfg.adversary)
-    data.memo["scorer.targets"] = Targets(key, score, groups.astype(np.int64), group_names, speakers, adversary, classes)
-    return data.memo["scorer.targets"]
+    data.memo[memo] = Targets(key, score, groups.astype(np.int64), group_names, speakers, adversary, classes)
+    return data.memo[memo]
 
 
 def describe(cfg: Config, data: Data) -> Description:
@@ -320,13 +321,15 @@ class Scorer:
             for block in batches:
                 mask = torch.from_numpy(block >= 0)
                 index = torch.from_numpy(np.where(block >= 0, block, 0))
-                hidden = net.encoder(X[index])
-                scores = net.head(hidden).squeeze(-1)
-                loss = self._rank_loss(scores, key_t[index], mask, standard[index] if standard is not None else None)
+                rows = index[mask]  # the clips only: padding never goes through the network
+                hidden = net.encoder(X[rows])
+                flat = net.head(hidden).squeeze(-1)
+                scores = torch.zeros(mask.shape, dtype=flat.dtype).masked_scatter(mask, flat)
+                loss = self._rank_loss(scores, key_t[index], mask, flat, standard[rows] if standard is not None else None)
                 if net.adversary is not None:
                     scale = self.adv_weight * ranking.ganin_lambda(step / total)
-                    guess = net.adversary(ranking.reverse_gradient(hidden[mask], scale))
-                    loss = loss + self._adversary_loss(guess, target[index[mask]])
+                    guess = net.adversary(ranking.reverse_gradient(hidden, scale))
+                    loss = loss + self._adversary_loss(guess, target[rows])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -352,13 +355,14 @@ class Scorer:
         self.net_, self.best_epoch_, self.epochs_run_ = net, best["epoch"], len(self.history_)
         self.best_score_ = {"val_spearman_group": best["rho"]}
 
-    def _rank_loss(self, scores: torch.Tensor, key: torch.Tensor, mask: torch.Tensor,
+    def _rank_loss(self, scores: torch.Tensor, key: torch.Tensor, mask: torch.Tensor, flat: torch.Tensor,
                    standard: torch.Tensor | None) -> torch.Tensor:
+        """scores/key/mask: [lists, longest]; flat: the same scores, clips only (for mse)."""
         if self.loss == "listmle":
             return ranking.listmle(scores, mask).sum() / mask.sum()
         if self.loss == "ranknet":
             return ranking.ranknet(scores, key, mask, self.margin)
-        return ((scores - standard)[mask] ** 2).mean()
+        return ((flat - standard) ** 2).mean()
 
     def _adversary_loss(self, guess: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.dtype == torch.int64:

@@ -82,7 +82,8 @@ def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
     row = {
         "run_id": run_id, "head": head, "dataset": cfg.dataset, "backbones": list(cfg.backbone),
         "layer": layer, "split_name": cfg.split, "target": cfg.target,
-        "config": record.dumps(config), "metrics": record.dumps(result),
+        # metrics keep the head's order (score bands low → high); config and packages are sorted
+        "config": record.dumps(config), "metrics": record.dumps(result, sort_keys=False),
         "packages": record.dumps(record.packages()), "git_commit": record.git_commit(),
         "data_fingerprint": data.fingerprint, "created_at": created,
         "path": str(folder.relative_to(paths.root())),

@@ -269,7 +269,7 @@ def test_the_speaker_adversary_unlearns_the_singer_and_keeps_the_ranking():
     assert abs(before["spearman"] - after["spearman"]) < 0.05 and after["spearman"] > 0.85
 
     rows = compare.rows("sung", "scorer")
-    assert [r["variant"] for r in rows] == ["listmle", "listmle · adversary=speaker_id×1"]
+    assert [r["variant"] for r in rows] == ["listmle", "listmle · adv speaker_id"]
     header, cells = compare.table(rows)
     assert "speaker-probe accuracy" in header and "variant" in header
     assert cells[1][header.index("speaker-probe accuracy")].startswith("**")  # the lower is the better
