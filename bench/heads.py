@@ -66,7 +66,8 @@ def clusters(cfg: BenchConfig) -> tuple[np.ndarray, ...]:
 
 
 def groups_of_scores(cfg: BenchConfig) -> tuple[np.ndarray, ...]:
-    """(X, score, group) for train, val and test: groups of 5–50 clips, score = X·w + noise."""
+    """(X, score, group) for train, val and test: groups of 5–50 clips (the last one cut to fit),
+    score = X·w + noise."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal(cfg.dim).astype(np.float32) / np.sqrt(cfg.dim)
 
@@ -110,9 +111,9 @@ def mse_regressor(X: np.ndarray, score: np.ndarray, X_val: np.ndarray, hidden: i
 def bench_scorer(cfg: BenchConfig) -> int:
     import torch
 
-    from heads import lbfgs
+    from heads import lbfgs, ranking
     from heads.ranking_metrics import group_spearman, within_groups
-    from heads.scorer import Scorer
+    from heads.scorer import Scorer, threads
 
     started = time.perf_counter()
     X, score, group, X_val, score_val, group_val, X_test, score_test, group_test = groups_of_scores(cfg)
@@ -120,9 +121,11 @@ def bench_scorer(cfg: BenchConfig) -> int:
     print(f"{cfg.rows:,} × {cfg.dim} train in {len(sizes):,} groups of {sizes.min()}–{sizes.max()} (mean "
           f"{sizes.mean():.1f}), {cfg.val:,} val, {cfg.test:,} test ({time.perf_counter() - started:.1f} s to generate)")
     scorer = Scorer(epochs=cfg.epochs, patience=cfg.epochs)
-    per_step = int(round(scorer.lists * sizes.mean()))
-    print(f"{cfg.epochs} epochs each, hidden {scorer.hidden}, {torch.get_num_threads()} torch threads; clips per step: "
-          f"scorer {scorer.lists} lists ≈ {per_step}, MSE batch {per_step}")
+    lists = len(ranking.sublists(group, score, scorer.max_list, np.random.default_rng(0)))
+    per_step = int(round(cfg.rows * scorer.lists / lists))  # the same clips per step and steps per epoch
+    n_threads = threads(scorer.lists * scorer.max_list, cfg.dim)
+    print(f"{cfg.epochs} epochs each, hidden {scorer.hidden}, {n_threads} torch thread(s) for both (the scorer's rule); "
+          f"{lists:,} lists of at most {scorer.max_list}, {scorer.lists} per step ≈ {per_step} clips; MSE batch {per_step}")
 
     torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())  # its first use imports torch._dynamo (~2 s): not timed
     scorer_times, mse_times = [], []
@@ -131,7 +134,7 @@ def bench_scorer(cfg: BenchConfig) -> int:
         ours = Scorer(epochs=cfg.epochs, patience=cfg.epochs).fit(X, score, group, X_val, score_val, group_val, score=score)
         scorer_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        with lbfgs.torch_threads(1 if X.size < lbfgs.SMALL else torch.get_num_threads()):  # as the scorer does
+        with lbfgs.torch_threads(n_threads):
             plain = mse_regressor(X, score, X_val, scorer.hidden, scorer.dropout, cfg.epochs, per_step, scorer.lr,
                                   scorer.weight_decay)
         mse_times.append(time.perf_counter() - started)
