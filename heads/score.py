@@ -6,8 +6,9 @@
 Each file (wav, flac, ogg, mp3, m4a, ...) is decoded and embedded with the run's backbone(s)
 exactly as the lake embedded its dataset (embed/files.py: the stored provenance, the engine's
 decoding and pooling), fused in the run's order, scored by the run's model.pt and mapped to
-the data's score scale by its isotonic calibration. Prints file, score and score band (the
-run's `bands=`). A file that cannot be read or decoded is named on one line; the others still
+the data's score scale by its isotonic calibration. Prints file, score, score band (the
+run's `bands=`) and the raw output the ranking metrics are computed on (isotonic calibration is
+a step function: takes on one step share a score, and the raw output still orders them). A file that cannot be read or decoded is named on one line; the others still
 get their scores, and the exit code is then 1.
 """
 from __future__ import annotations
@@ -56,9 +57,10 @@ def find_run(cfg: ScoreConfig) -> dict[str, Any]:
     return {"run_id": run_id, "dataset": dataset, "backbones": list(backbones), "folder": paths.root() / path}
 
 
-def score_files(run: dict[str, Any], files: list[Path], device: str = "auto") -> tuple[dict[Path, float], dict[Path, str], list[float] | None]:
-    """{file: calibrated score} for the files every backbone could embed, {file: reason} for the
-    others, and the run's band edges (None when it learnt from ranks alone)."""
+def score_files(run: dict[str, Any], files: list[Path], device: str = "auto"
+                ) -> tuple[dict[Path, tuple[float, float]], dict[Path, str], list[float] | None]:
+    """{file: (calibrated score, raw output)} for the files every backbone could embed, {file:
+    reason} for the others, and the run's band edges (None when it learnt from ranks alone)."""
     model_file = run["folder"] / "model.pt"
     if not model_file.is_file():
         raise UsageError(f"run {run['run_id']}: {model_file} is missing")
@@ -77,9 +79,10 @@ def score_files(run: dict[str, Any], files: list[Path], device: str = "auto") ->
     if not kept:
         return {}, failed, checkpoint.get("bands") if checkpoint["calibration"] is not None else None
     X = np.stack([np.concatenate([block[p] for block in blocks]) for p in kept]).astype(np.float32)
-    scores = scorer.Scorer.from_checkpoint(checkpoint).predict(X)
+    model = scorer.Scorer.from_checkpoint(checkpoint)
+    raw = model.predict_raw(X)
     bands = checkpoint.get("bands") if checkpoint["calibration"] is not None else None
-    return dict(zip(kept, scores.tolist())), failed, bands
+    return dict(zip(kept, zip(model.calibrate(raw).tolist(), raw.tolist()))), failed, bands
 
 
 def main(argv: list[str]) -> int:
@@ -100,9 +103,10 @@ def main(argv: list[str]) -> int:
         table.add_column("file")
         table.add_column("score", justify="right")
         table.add_column("band")
-        for path, value in scores.items():
+        table.add_column("raw", justify="right")
+        for path, (value, raw) in scores.items():
             band = names[int(np.digitize(value, bands))] if names else "–"
-            table.add_row(escape(str(path)), f"{value:.2f}", band)
+            table.add_row(escape(str(path)), f"{value:.2f}", band, f"{raw:.4f}")
         make_console().print(table)
     if not scores and not failed:
         fail("nothing scored")

@@ -60,13 +60,20 @@ def test_a_wav_and_an_m4a_score_as_the_lake_scored_them(scored_lake, capsys):
     assert found["run_id"] == run.run_id
     scores, failed, bands = score.score_files(found, chosen)
     assert not failed and bands == [50.0, 85.0]
-    for path in chosen:
-        assert scores[path] == pytest.approx(lake.loc[path.stem, "calibrated"], abs=1e-9)
+    for path in chosen:  # the raw output to float32 rounding (another batch shape), hence the score
+        assert scores[path][1] == pytest.approx(lake.loc[path.stem, "raw"], rel=1e-5, abs=1e-6)
+        assert scores[path][0] == pytest.approx(lake.loc[path.stem, "calibrated"], abs=1e-3)
+
+    # the vectors themselves are the lake's, bit for bit: same decoding, resampling and pooling
+    got = embed_files(chosen, "logmel", ["stats"])
+    stored = run.data.features("stats")
+    rows = np.searchsorted(run.data.track_ids, [p.stem for p in chosen])
+    assert got.paths == chosen and np.array_equal(got.vectors["stats"], stored[rows])
 
     assert score.main([f"run={run.run_id}", *map(str, chosen)]) == 0
     out = capsys.readouterr().out
     for path in chosen:
-        assert path.name in out and f"{scores[path]:.2f}" in out
+        assert path.name in out and f"{scores[path][0]:.2f}" in out and f"{scores[path][1]:.4f}" in out
 
 
 def test_bad_input_is_one_line_each_and_the_rest_still_scores(scored_lake, tmp_path, capsys):
