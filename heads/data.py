@@ -187,10 +187,11 @@ def _check_names(con: duckdb.DuckDBPyConnection, sel: Selection, inputs: Inputs)
     names = [n for (n,) in con.execute(
         "SELECT DISTINCT split_name FROM splits WHERE dataset = $d ORDER BY 1", {"d": sel.dataset}).fetchall()]
     if sel.split not in names:
-        stratify = next(iter(inputs.columns.values()), "label")
+        target, group = inputs.columns.get("target"), inputs.columns.get("group")
+        hint = (f" stratify={target}" if target and types[target] == "VARCHAR" else "") + (f" group={group}" if group else "")
         raise SelectionError(
             f"split={sel.split!r} does not exist for dataset {sel.dataset} (splits: {', '.join(names) or 'none'}); "
-            f"make it with: just split dataset={sel.dataset} name={sel.split} stratify={stratify}")
+            f"make it with: just split dataset={sel.dataset} name={sel.split}{hint}")
     return types
 
 

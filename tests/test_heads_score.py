@@ -13,7 +13,7 @@ from conftest import encode, tone
 from embed import engine
 from embed.engine import EmbedConfig
 from embed.files import FilesError, embed_files
-from heads import score
+from heads import clips, score
 from heads.testing import write_split
 from heads.train import train
 from ingest.api import ingest
@@ -93,6 +93,10 @@ def test_bad_input_is_one_line_each_and_the_rest_still_scores(scored_lake, tmp_p
         score.main(["dataset=other", str(files["take03"])])
     with pytest.raises(UsageError, match="name one or more audio files"):
         score.main([f"run={run.run_id}"])
+    exported = clips.export(clips.ClipsConfig(dataset="takes", where="track_id IN ('take02', 'take03')", out=tmp_path / "x"))
+    assert [p.name for p in exported] == ["take02.wav", "take03.m4a"]
+    assert [p.read_bytes() for p in exported] == [files["take02"].read_bytes(), files["take03"].read_bytes()]
+
     probe = train("probe", dataset="takes", backbone="logmel", target="speaker_id", epochs=5)
     with pytest.raises(UsageError, match="is a probe run: just score takes a scorer run"):
         score.main([f"run={probe.run_id}", str(files["take03"])])
