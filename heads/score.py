@@ -64,7 +64,7 @@ def score_files(run: dict[str, Any], files: list[Path], device: str = "auto"
     model_file = run["folder"] / "model.pt"
     if not model_file.is_file():
         raise UsageError(f"run {run['run_id']}: {model_file} is missing")
-    checkpoint = torch.load(model_file, weights_only=False, map_location="cpu")
+    checkpoint = torch.load(model_file, weights_only=True, map_location="cpu")  # tensors and plain values only
     blocks, failed, kept = [], {}, None
     for backbone in run["backbones"]:
         try:

@@ -184,7 +184,7 @@ def targets(cfg: Config, data: Data) -> Targets:
     if kind == "column":
         raw = data.column(cfg.adversary)
         known = raw != None  # noqa: E711 (object array: None is NULL)
-        classes = sorted(set(raw[known & data.part("train")].astype(str)))
+        classes = sorted(str(c) for c in set(raw[known & data.part("train")].astype(str)))  # plain str: model.pt loads with weights_only
         if len(classes) < 2:
             raise SelectionError(f"adversary={cfg.adversary}: fewer than two values in train; nothing to unlearn")
         adversary = np.full(len(raw), -1, np.int64)

@@ -268,6 +268,7 @@ def test_the_speaker_adversary_unlearns_the_singer_and_keeps_the_ranking():
     assert after["speaker_probe_accuracy"] > after["speaker_chance"]  # lowered, not below chance
     assert abs(before["spearman"] - after["spearman"]) < 0.05 and after["spearman"] > 0.85
 
+    assert torch.load(debiased.folder / "model.pt", weights_only=True)["adversary_classes"][0] == "singer_01"
     rows = compare.rows("sung", "scorer")
     assert [r["variant"] for r in rows] == ["listmle", "listmle · adv speaker_id"]
     header, cells = compare.table(rows)
