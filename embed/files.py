@@ -8,7 +8,7 @@ For heads that answer about new audio (`just score FILE`, retrieval's `search-te
 Nothing here is a second copy of the engine: the backbone's `backbones` provenance row gives
 spec, layers, max_seconds, chunking and precision; those become the engine's own
 `EmbedConfig`, whose settings must equal the stored ones; the model comes from
-`embed.registry.load` and must load the stored weights (revision); each file is decoded,
+the engine's `load_model` and must load the stored weights (revision); each file is decoded,
 mixed down, resampled and cropped or chunked by the engine's `BatchDataset` (lake.audio
 decode, embed.loader prepare) and pooled by the engine's `embed_batch`, under the same
 autocast. On CPU (one clip per forward, the engine's default there) a file's vector is the
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embed import registry, store
+from embed import engine, store
 from embed.backbone import Backbone
 from embed.engine import EmbedConfig, embed_batch
 from embed.loader import BatchDataset, Clip
@@ -54,7 +54,7 @@ def backbone_config(name: str, device: str = "auto") -> EmbedConfig:
     cfg = EmbedConfig(dataset="files", backbone=row["spec"], name=name,
                       layers="" if stored.get("layers", "default") == "default" else stored["layers"],
                       max_seconds=row["max_seconds"], chunking=row["chunking"], precision=row["precision"],
-                      device=device, loader_workers=0)
+                      revision=stored.get("revision", ""), device=device, loader_workers=0)
     if cfg.settings() != stored:
         diff = ", ".join(f"{k}={stored.get(k)} (now {v})" for k, v in cfg.settings().items() if stored.get(k) != v)
         raise FilesError(f"backbone {name!r}: cannot rebuild its settings ({diff})")
@@ -63,7 +63,10 @@ def backbone_config(name: str, device: str = "auto") -> EmbedConfig:
 
 def load_model(name: str, device: str = "auto") -> tuple[Backbone, EmbedConfig]:
     cfg = backbone_config(name, device)
-    model = registry.load(cfg.backbone, cfg.layers, cfg.device, cfg.precision, cfg.trust_remote_code)
+    try:
+        model = engine.load_model(cfg)
+    except engine.EmbedRefused as err:  # e.g. the weights are not on this machine
+        raise FilesError(str(err)) from None
     revision, stored = model.provenance().revision, store.read_backbone(name)["revision"]
     if revision != stored:
         raise FilesError(f"backbone {name!r}: the lake's vectors come from weights {stored}, but {cfg.backbone} now "
@@ -95,9 +98,9 @@ def embed_files(files: list[Path], backbone: str, layers: list[str] | None = Non
     rows: dict[str, list[np.ndarray]] = {layer: [] for layer in wanted}
     with autocast:
         for (path, clip), batch in zip(clips, (dataset[i] for i in range(len(dataset)))):
-            vectors, failures, _ = embed_batch(model, batch, cfg)
-            if failures:
-                failed[path] = failures[0]["reason"]
+            vectors, failures, unread, _ = embed_batch(model, batch, cfg)
+            if failures or unread:
+                failed[path] = (failures or unread)[0]["reason"]
                 continue
             done.append(path)
             for layer in wanted:

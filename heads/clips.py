@@ -14,7 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from embed.loader import Clip, read_bytes
+from embed.loader import Clip
+from ingest.shards import read_member
 from lake import atomic, catalog, paths, queries
 from lake.cli import UsageError, key_values, parse_config, run_main
 from lake.errors import one_line
@@ -52,7 +53,7 @@ def export(cfg: ClipsConfig) -> list[Path]:
         clip = Clip(*clip)
         name = clip.track_id.replace("/", "_") + f".{fmt}"
         with atomic.atomic_path(out / name) as tmp:
-            tmp.write_bytes(read_bytes(paths.root(), clip))
+            tmp.write_bytes(read_member(paths.root() / clip.shard, clip.offset, clip.nbytes))
         written.append(out / name)
     return written
 

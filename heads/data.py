@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from heads.protocol import Inputs
-from lake import catalog, paths, queries
+from lake import catalog, paths, queries, splits
 from lake.embeddings import choose_layer, parts, stored_layers
 from lake.embeddings import load as load_embeddings
 from lake.errors import one_line
@@ -222,6 +222,11 @@ def _quoted(column: str) -> str:
 def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection, inputs: Inputs = Inputs()) -> pa.Table:
     """(track_id, split, the asked-for columns) of the selection, sorted by track_id."""
     _check_names(con, sel, inputs)
+    # A split made before the dataset changed would silently leave new tracks out (and keep
+    # gone ones): a number computed on it is a number on data nobody chose.
+    stale_split = splits.coverage_problem(con, sel.dataset, sel.split)
+    if stale_split:
+        raise SelectionError(stale_split)
     ids = _selected_ids(con, sel)
     wanted = [c for c in dict.fromkeys(inputs.columns.values()) if c not in ("track_id", "split")]
     picked = "".join(f", t.{_quoted(c)}" for c in wanted)
