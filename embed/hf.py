@@ -28,10 +28,9 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
-from embed.backbone import Provenance, package_versions, select_layers
+from embed.backbone import Provenance, name_from_path, package_versions, select_layers
 from embed.hf_source import (ALIASES, AliasSpec, BackboneUnavailable, RemoteCodeRefused, Source, hub_reachable,
                              offline_message, pinned_revision, read_config_dict, remote_code_check, resolve, revision)
-from embed.registry import default_name
 
 __all__ = ["ALIASES", "AliasSpec", "BackboneUnavailable", "HFBackbone", "RemoteCodeRefused", "load_hf",
            "bake_parametrizations"]
@@ -376,6 +375,16 @@ def load_hf(model: str, layers: str = "last", device: str = "cpu", precision: st
         raise BackboneUnavailable(f"cannot load {source.model_id}: {first}") from err
     bake_parametrizations(module)
     module = module.to(torch_device).eval()
-    label = name or source.alias or default_name(f"hf:{source.model_id}")
+    label = name or source.alias or name_from_path(source.model_id, fallback="hf-model")
     return HFBackbone(label, source, kind, module, extractor, layers, torch_device, precision, trust, remote_code,
                       at or "")
+
+
+PRECISIONS = HFBackbone.precisions
+
+
+def load(request) -> HFBackbone:
+    """The registry's loader: an alias loads by its name (its pin and remote-code policy), `hf:X` by X."""
+    model = request.backbone if request.kind != "hf" else f"hf:{request.target}"
+    return load_hf(model, layers=request.layers or "last", device=request.device, precision=request.precision,
+                   trust_remote_code=request.trust_remote_code, revision=request.revision, name=request.name)

@@ -106,13 +106,13 @@ def pinned_revision(source: Source, revision: str) -> str:
     return revision
 
 
-def offline_message(model_id: str, revision: str = "") -> str:
+def offline_message(model_id: str, revision: str = "", kind: str = "hf") -> str:
     at = f" --revision {revision}" if revision else ""
     return (f"cannot load {model_id!r} from the Hugging Face hub (offline?) and it is not in the local cache: "
-            f"download it on a connected machine (hf download {model_id}{at} --local-dir DIR) and pass hf:DIR")
+            f"download it on a connected machine (hf download {model_id}{at} --local-dir DIR) and pass {kind}:DIR")
 
 
-def hub_reachable(model_id: str, revision: str = "") -> bool:
+def hub_reachable(model_id: str, revision: str = "", probe: str = "config.json") -> bool:
     """True when the hub answers for this repository; False when it cannot be reached.
 
     Raises BackboneUnavailable when the hub answers that the model is not there (or gated).
@@ -124,7 +124,7 @@ def hub_reachable(model_id: str, revision: str = "") -> bool:
     RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
 
     try:
-        get_hf_file_metadata(hf_hub_url(model_id, "config.json", revision=revision or None), timeout=HUB_TIMEOUT_S)
+        get_hf_file_metadata(hf_hub_url(model_id, probe, revision=revision or None), timeout=HUB_TIMEOUT_S)
         return True
     except GatedRepoError:
         raise BackboneUnavailable(f"cannot load {model_id!r}: the repository is gated; accept its terms on "
@@ -135,8 +135,8 @@ def hub_reachable(model_id: str, revision: str = "") -> bool:
         raise BackboneUnavailable(f"cannot load {model_id!r}: no such model on the Hugging Face hub "
                                   "(or it is private)") from None
     except RemoteEntryNotFoundError:
-        raise BackboneUnavailable(f"cannot load {model_id!r}: it has no config.json, so it is not a "
-                                  "transformers model") from None
+        what = "a transformers model" if probe == "config.json" else "the checkpoint this backbone reads"
+        raise BackboneUnavailable(f"cannot load {model_id!r}: it has no {probe}, so it is not {what}") from None
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else 0
         if status in (401, 403):
@@ -208,3 +208,61 @@ def read_config_dict(source: Source, offline: bool, revision: str = "") -> dict:
     config_dict, _ = PretrainedConfig.get_config_dict(source.model_id, local_files_only=offline,
                                                       revision=revision or None)
     return config_dict
+
+
+# -- checkpoints read by other code than transformers' from_pretrained (muq, speechbrain, ports) ---
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint's files on this machine, and where they came from."""
+
+    folder: Path
+    source: Source
+    revision: str   # the hub commit of the snapshot, or "" for a local directory
+
+
+def fetch_checkpoint(target: str, revision: str, patterns: list[str], kind: str, probe: str) -> Checkpoint:
+    """A local directory as it is, or the hub snapshot files matching `patterns` (downloaded, or from
+    the cache when the hub cannot be reached). Refuses in one line when they cannot be had here.
+
+    `kind` is the backbone spelling the offline message suggests (`muq:DIR`); `probe` is a file
+    every checkpoint of this kind has, asked for to tell "offline" from "no such model".
+    """
+    source = resolve(f"hf:{target}")
+    if source.local:
+        if revision:
+            raise BackboneUnavailable(f"revision={revision}: {source.model_id} is a local directory, identified by "
+                                      "a sha256 of its files; revision= is for hub ids")
+        return Checkpoint(Path(source.model_id), source, "")
+    from huggingface_hub import snapshot_download
+
+    offline = not hub_reachable(source.model_id, revision, probe=probe)
+    try:
+        folder = Path(snapshot_download(source.model_id, revision=revision or None, allow_patterns=patterns,
+                                        local_files_only=offline))
+    except Exception as err:
+        if offline:
+            raise BackboneUnavailable(offline_message(source.model_id, revision, kind)) from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BackboneUnavailable(f"cannot download {source.model_id}: {first}") from err
+    if not (folder / probe).is_file():  # a cached snapshot from another download may lack files
+        if offline:
+            raise BackboneUnavailable(offline_message(source.model_id, revision, kind))
+        raise BackboneUnavailable(f"{source.model_id}: no {probe} in the downloaded snapshot")
+    commit = folder.name if COMMIT.fullmatch(folder.name) else "unknown"
+    return Checkpoint(folder, source, commit)
+
+
+def files_digest(paths: list[Path]) -> str:
+    """sha256 over the bytes of these files, in the order given: a local checkpoint's identity."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def checkpoint_revision(checkpoint: Checkpoint, weights: list[Path]) -> str:
+    """What the backbones row records: the hub commit, or a sha256 of a local directory's weights."""
+    return checkpoint.revision or files_digest(sorted(weights))
