@@ -11,6 +11,7 @@ that runs is the code someone read, and a later push changes nothing here.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -245,7 +246,8 @@ def fetch_checkpoint(target: str, revision: str, patterns: list[str], kind: str,
             raise BackboneUnavailable(offline_message(source.model_id, revision, kind)) from None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise BackboneUnavailable(f"cannot download {source.model_id}: {first}") from err
-    if not (folder / probe).is_file():  # a cached snapshot from another download may lack files
+    wanted = any(fnmatch.fnmatch(probe, pattern) for pattern in patterns)
+    if wanted and not (folder / probe).is_file():  # a cached snapshot from another download may lack files
         if offline:
             raise BackboneUnavailable(offline_message(source.model_id, revision, kind))
         raise BackboneUnavailable(f"{source.model_id}: no {probe} in the downloaded snapshot")

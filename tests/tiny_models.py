@@ -147,3 +147,94 @@ def no_hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+
+
+# -- speaker encoders ------------------------------------------------------------------------------
+
+ECAPA_YAML = """\
+# A tiny ECAPA-TDNN in the layout of speechbrain/spkrec-ecapa-voxceleb's hyperparams.yaml
+n_mels: 20
+pretrained_path: speechbrain/spkrec-ecapa-voxceleb
+out_n_neurons: 4
+
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [16, 16, 16, 16, 48]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 8
+    lin_neurons: 12
+
+classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
+    input_size: 12
+    out_neurons: !ref <out_n_neurons>
+
+mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: False
+
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    mean_var_norm_emb: !ref <mean_var_norm_emb>
+    classifier: !ref <classifier>
+
+label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+        mean_var_norm_emb: !ref <mean_var_norm_emb>
+        classifier: !ref <classifier>
+        label_encoder: !ref <label_encoder>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+        mean_var_norm_emb: !ref <pretrained_path>/mean_var_norm_emb.ckpt
+        classifier: !ref <pretrained_path>/classifier.ckpt
+        label_encoder: !ref <pretrained_path>/label_encoder.txt
+"""
+
+
+def ecapa(path: Path) -> Path:
+    """A tiny SpeechBrain ECAPA-TDNN built by speechbrain from a hyperparams.yaml shaped like the hub one,
+    each loadable saved by speechbrain's own checkpoint savers into the hub's file names."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS, get_default_hook
+
+    torch.manual_seed(8)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "hyperparams.yaml").write_text(ECAPA_YAML)
+    hparams = load_hyperpyyaml(ECAPA_YAML)
+    hparams["label_encoder"].update_from_iterable([f"spk{i}" for i in range(4)])
+    with torch.no_grad():
+        hparams["mean_var_norm_emb"].glob_mean = torch.randn(12) * 0.1
+    for name, file in (("embedding_model", "embedding_model.ckpt"), ("mean_var_norm_emb", "mean_var_norm_emb.ckpt"),
+                       ("classifier", "classifier.ckpt"), ("label_encoder", "label_encoder.txt")):
+        obj = hparams[name]
+        get_default_hook(obj, DEFAULT_SAVE_HOOKS)(obj, path / file)
+    return path
+
+
+def campplus(path: Path, embedding_size: int = 24) -> Path:
+    """A narrow randomly initialised CAM++ (the published layout and key names, smaller widths), saved like
+    campplus_cn_common.bin: torch.save of the state dict."""
+    from embed.campplus import CAMPPlus
+
+    torch.manual_seed(9)
+    network = CAMPPlus(feat_dim=80, embedding_size=embedding_size, growth_rate=4, bn_size=2, init_channels=16,
+                       m_channels=4)
+    for module in network.modules():  # running statistics other than identity, as trained ones are
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), path / "campplus_cn_common.bin")
+    return path
