@@ -53,6 +53,9 @@ ALIASES: dict[str, AliasSpec] = {
     "mert-v1-330m": AliasSpec("m-a-p/MERT-v1-330M", True, "encoder", "24 kHz, layers 0-24, 1024-d"),
     "culturemert-95m": AliasSpec("ntua-slp/CultureMERT-95M", True, "encoder", "MERT-95M adapted to non-Western music"),
     "clap": AliasSpec("laion/clap-htsat-unfused", False, "clap", "48 kHz, projected audio embedding, 512-d"),
+    # seed 002's model (laion_clap's 630k-audioset-fusion-best, converted to transformers by LAION)
+    "clap-fused": AliasSpec("laion/clap-htsat-fused", False, "clap",
+                            "48 kHz, feature fusion for clips over 10 s, projected audio embedding, 512-d"),
     "whisper-base": AliasSpec("openai/whisper-base", False, "whisper", "16 kHz, encoder only, layers 0-6, 512-d"),
     "wav2vec2-base": AliasSpec("facebook/wav2vec2-base", False, "encoder", "16 kHz, layers 0-12, 768-d"),
     "hubert-base": AliasSpec("facebook/hubert-base-ls960", False, "encoder", "16 kHz, layers 0-12, 768-d"),

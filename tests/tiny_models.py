@@ -238,3 +238,68 @@ def campplus(path: Path, embedding_size: int = 24) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), path / "campplus_cn_common.bin")
     return path
+
+
+# -- Qwen2-Audio: a sharded checkpoint whose language model must never be read ---------------------
+
+QWEN2_AUDIO_SHARDS = ("model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                      "model-00003-of-00003.safetensors")
+
+
+def qwen2_audio(path: Path) -> Path:
+    """A tiny Qwen2AudioForConditionalGeneration saved like Qwen/Qwen2-Audio-7B: transformers-4 key names
+    (audio_tower.*, multi_modal_projector.*, language_model.*), three shards and their index. Shard 1
+    holds the audio tower beside the LM's token embeddings, shard 2 the projector beside LM layers,
+    shard 3 only LM weights: a loader of the tower alone never needs shard 3."""
+    import json
+
+    from safetensors.torch import save_file
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
+
+    torch.manual_seed(10)
+    config = Qwen2AudioConfig(
+        audio_config=dict(d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=20,
+                          num_mel_bins=128, max_source_positions=1500),
+        text_config=dict(model_type="qwen2", hidden_size=24, intermediate_size=30, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, vocab_size=64, max_position_embeddings=64),
+        audio_token_id=5)  # inside the tiny vocabulary
+    model = Qwen2AudioForConditionalGeneration(config)
+    published = {}
+    for key, tensor in model.state_dict().items():
+        for new, old in (("model.audio_tower.", "audio_tower."), ("model.multi_modal_projector.", "multi_modal_projector."),
+                         ("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head.")):
+            if key.startswith(new):
+                published[old + key[len(new):]] = tensor.contiguous().clone()
+                break
+        else:
+            raise AssertionError(f"unexpected key {key}")
+    shard_of = {}
+    for key in published:
+        if key.startswith("audio_tower.") or key == "language_model.model.embed_tokens.weight":
+            shard_of[key] = QWEN2_AUDIO_SHARDS[0]
+        elif key.startswith("multi_modal_projector.") or key.startswith("language_model.model.layers.0."):
+            shard_of[key] = QWEN2_AUDIO_SHARDS[1]
+        else:
+            shard_of[key] = QWEN2_AUDIO_SHARDS[2]
+    path.mkdir(parents=True, exist_ok=True)
+    for shard in QWEN2_AUDIO_SHARDS:
+        save_file({k: v for k, v in published.items() if shard_of[k] == shard}, str(path / shard),
+                  metadata={"format": "pt"})
+    total = sum(v.numel() * v.element_size() for v in published.values())
+    (path / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(shard_of.items()))}, indent=2))
+    config.save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(path)
+    return path
+
+
+def clap_fused(path: Path) -> Path:
+    """A tiny fused CLAP (audio_config.enable_fusion, the extractor's truncation="fusion"), laid out like
+    laion/clap-htsat-fused."""
+    torch.manual_seed(11)
+    audio = dict(spec_size=256, window_size=8, depths=[1, 1], num_attention_heads=[1, 2], patch_embeds_hidden_size=8,
+                 hidden_size=16, num_mel_bins=64, enable_fusion=True, fusion_type="aff_2d")
+    text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20, vocab_size=100,
+                max_position_embeddings=40)
+    config = ClapConfig(audio_config=audio, text_config=text, projection_dim=12)
+    return save(ClapModel(config), ClapFeatureExtractor(truncation="fusion", padding="repeatpad"), path)
