@@ -66,6 +66,7 @@ class ECAPABackbone:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise BackboneUnavailable(f"{model}: SpeechBrain could not load it: {first}") from err
         self.classifier.eval()
+        forget_lazy_proxies()
         self.sample_rate = int(getattr(self.classifier.audio_normalizer, "sample_rate", 16000))
         self.dim = int(self._probe_dim())
         self.revision = checkpoint_revision(self.checkpoint, [folder / name for name in FILES])
@@ -94,6 +95,24 @@ class ECAPABackbone:
                           pooling="ECAPA-TDNN attentive statistics pooling (EncoderClassifier.encode_batch)",
                           options={"kind": "ecapa", "trust_remote_code": str(self.trust_remote_code).lower()},
                           packages=package_versions("speechbrain", "torchaudio"))
+
+
+def forget_lazy_proxies() -> None:
+    """Drops SpeechBrain's not-yet-loaded lazy proxy modules from sys.modules.
+
+    speechbrain 1.x registers proxies for its optional integrations (k2, flair, ...) in sys.modules;
+    touching one imports the integration, and raises ImportError when its package is absent. Code
+    that walks sys.modules (inspect.getmodule, hypothesis, torch.library) then fails long after the
+    speaker model loaded. A dropped proxy still works where SpeechBrain holds it; importing its name
+    later imports the module for real (with the same error when its package is missing).
+    """
+    import sys
+
+    from speechbrain.utils.importutils import LazyModule
+
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, LazyModule) and module.lazy_module is None:
+            del sys.modules[name]
 
 
 def load(request) -> ECAPABackbone:
