@@ -11,7 +11,13 @@ naive clips/s (fp32 target >= 1.0x on CPU; precision=bf16 target >= 1.8x with it
 fp32 reported), and, where CUDA is present, engine vs naive on the GPU (target >= 10x) and
 engine vs forward-only at the best batch size (target >= 70%).
 
-    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn] [batch_size=4]
+Any registered backbone can be timed the same way, against the same naive loop around that
+backbone's own `embed` (one file at a time: read, resample, embed, `np.save`): a name (`campplus`,
+`qwen2-audio`: the real checkpoint, which must be downloaded or cached), `<kind>:<dir>`, or
+`tiny:<kind>` for the tests' tiny random model of that kind (tiny:muq, tiny:muq-mulan,
+tiny:campplus, tiny:ecapa, tiny:qwen2-audio, tiny:clap-fused).
+
+    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn,tiny:campplus,ecapa] [batch_size=4]
 """
 from __future__ import annotations
 
@@ -106,6 +112,53 @@ def naive_musicnn(files: list[Path], out: Path) -> float:
     return time.perf_counter() - started
 
 
+TINY = {"muq": "muq", "campplus": "campplus", "ecapa": "ecapa", "qwen2-audio": "qwen2_audio",
+        "clap-fused": "clap_fused"}
+
+
+def tiny_backbone(kind: str, work: Path) -> str:
+    """`<kind>:<dir>` of the tests' tiny random model of that kind, built into `work`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import tiny_models
+
+    if kind == "muq-mulan":
+        mulan = tiny_models.muq_mulan(work / "tiny-muq-mulan", tiny_models.muq(work / "tiny-muq"),
+                                      tiny_models.xlm_roberta(work / "tiny-xlm-roberta"))
+        return f"muq-mulan:{mulan}"
+    if kind not in TINY:
+        raise ValueError(f"models=tiny:{kind}: no tiny model of that kind (tiny: {', '.join([*TINY, 'muq-mulan'])})")
+    folder = getattr(tiny_models, TINY[kind])(work / f"tiny-{kind}")
+    return f"{'hf' if kind == 'clap-fused' else kind}:{folder}"
+
+
+def naive_backbone(files: list[Path], backbone: str, out: Path, seconds: float) -> float:
+    """The seeds' loop around one backbone: one file at a time, read, resample, embed, np.save."""
+    from embed import registry
+
+    started = time.perf_counter()
+    model = registry.load(backbone, "", "cpu", "fp32", None, registry.revision_for(backbone, ""))
+    for path in files:
+        audio, rate = sf.read(path, dtype="float32")
+        wave = soxr.resample(audio.mean(axis=1), rate, model.sample_rate)[:int(seconds * model.sample_rate)]
+        vectors = model.embed([wave.astype(np.float32)])
+        np.save(out / f"{path.stem}.npy", next(iter(vectors.values()))[0])
+    return time.perf_counter() - started
+
+
+def time_backbone(index: int, spec: str, files: list[Path], work: Path, cfg: BenchConfig) -> list[tuple]:
+    """Rows for one registered backbone: its naive loop, then the engine on the same clips."""
+    from embed.registry import default_name
+
+    backbone = tiny_backbone(spec[len("tiny:"):], work) if spec.startswith("tiny:") else spec
+    label = spec if spec.startswith("tiny:") else default_name(backbone)
+    out = work / f"naive-{index}"
+    out.mkdir()
+    naive_s = naive_backbone(files[:cfg.clips], backbone, out, cfg.seconds)
+    result = engine_run(backbone, f"bench-{index}", cfg, "clips", device="cpu")
+    return [(f"{label} naive loop", cfg.clips, naive_s, None, 1.0),
+            (f"{label} engine", cfg.clips, result.seconds, share(result), naive_s / result.seconds)]
+
+
 def engine_run(backbone: str, name: str, cfg: BenchConfig, dataset: str, **options):
     from embed.engine import EmbedConfig, run
 
@@ -162,6 +215,8 @@ def main(argv: list[str]) -> int:
                    metadata=_subset(work, files[:cfg.clips], "mert"))
             ingest("musicnn", source="folder", path=work / "clips", workers=1,
                    metadata=_subset(work, files[:cfg.musicnn_clips], "musicnn"))
+            ingest("clips", source="folder", path=work / "clips", workers=1,
+                   metadata=_subset(work, files[:cfg.clips], "clips"))
         print(f"{cfg.clips} clips of {cfg.seconds:g} s (44.1 kHz stereo WAV), torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, batch_size={cfg.batch_size}")
         rows = []
@@ -181,9 +236,12 @@ def main(argv: list[str]) -> int:
             result = engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn", device="cpu")
             rows += [("musicnn-mtt naive loop", cfg.musicnn_clips, naive_s, None, 1.0),
                      ("musicnn-mtt engine", cfg.musicnn_clips, result.seconds, share(result), naive_s / result.seconds)]
+        for index, spec in enumerate(cfg.models):
+            if spec not in ("mert", "musicnn"):
+                rows += time_backbone(index, spec, files, work, cfg)
         print(f"\n{'CPU':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}{'in model':>10}{'vs naive':>10}")
         for name, clips, secs, in_model, ratio in rows:
-            print(f"{name:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
+            print(f"{name[:30]:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
                   f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x")
         print("(wall time includes model loading for both; 'in model' is the forward's share of the time after loading)")
         if "mert" in cfg.models:

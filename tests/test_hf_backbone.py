@@ -365,6 +365,6 @@ def test_the_pinned_revision_is_part_of_the_settings_and_the_backbones_row(no_hu
     assert engine.run(cfg).embedded == 2
     row = store.read_backbone("mert-v1-95m")
     assert row["revision"] == pin and json.loads(row["settings"])["revision"] == pin
-    with pytest.raises(ValueError, match="revision=abc: only hf: backbones"):
+    with pytest.raises(ValueError, match="revision=abc: logmel loads no hub checkpoint"):
         EmbedConfig(dataset="tiny", backbone="logmel", revision="abc")
     assert "revision" not in EmbedConfig(dataset="tiny", backbone="logmel").settings()
