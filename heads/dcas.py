@@ -53,7 +53,7 @@ class Config(Selection):
     interaction_split: str = ""      # a stored interaction split; empty: leave-last-out made in memory (noted)
     hidden: int = 128
     z: int = 16                      # width of each factor
-    epochs: int = 60
+    epochs: int = 100
     batch: int = 256
     lr: float = 2e-3
     beta: float = 0.01

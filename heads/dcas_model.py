@@ -20,6 +20,7 @@ kNN variant; the network is unchanged).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,7 +111,12 @@ def losses(net: DCASNet, x: torch.Tensor, culture: torch.Tensor, affect: torch.T
     if "disentangle" not in ablate and known.any():
         out["culture"] = w.culture * F.cross_entropy(net.culture(zs[known]), culture[known])
     if "adv" not in ablate and known.any():
-        scale = w.adv * ganin_lambda(progress)
+        with torch.no_grad():
+            current = F.cross_entropy(net.adversary(za[known]), culture[known])
+        # Past chance-level loss the adversary is confidently WRONG, which still reads culture off
+        # za (relabelled): the encoder stops pushing there, and only the adversary keeps learning.
+        chance = math.log(net.adversary[-1].out_features)
+        scale = w.adv * ganin_lambda(progress) if current < chance else 0.0
         out["adversary"] = F.cross_entropy(net.adversary(reverse_gradient(za[known], scale)), culture[known])
     if "disentangle" not in ablate:
         noisy_zc = net.factors(net.encode(x + noise * torch.randn_like(x))[0])[0]
@@ -153,7 +159,9 @@ class DCAS:
 
     def __init__(self, cultures: list[str], affects: list[str], hidden: int = 128, z: int = 16, epochs: int = 60,
                  batch: int = 256, lr: float = 2e-3, weights: Weights | None = None, ablate: frozenset[str] = frozenset(),
-                 warmup: float = 0.3, rank_start: float = 0.3, noise: float = 0.1, seed: int = 0) -> None:
+                 warmup: float = 0.3, rank_start: float = 0.3, noise: float = 0.1, adv_steps: int = 3,
+                 seed: int = 0) -> None:
+        self.adv_steps = adv_steps
         self.cultures, self.affects = cultures, affects
         self.hidden, self.z, self.epochs, self.batch, self.lr = hidden, z, epochs, batch, lr
         self.weights = weights or Weights()
@@ -188,6 +196,7 @@ class DCAS:
         rest = [p for p in self.net_.parameters() if all(p is not q for q in adversary)]
         # the adversary learns faster than what it reads, so its gradient stays informative
         optimiser = torch.optim.AdamW([{"params": rest}, {"params": adversary, "lr": self.lr * 5}], lr=self.lr)
+        adversary_optimiser = torch.optim.AdamW(adversary, lr=self.lr * 5)
         steps_per_epoch = max(1, -(-len(X) // self.batch))
         total = self.epochs * steps_per_epoch
         self.history_ = []
@@ -207,11 +216,28 @@ class DCAS:
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+                if "adv" not in self.ablate:
+                    self._catch_up(x[rows], c[rows], adversary_optimiser)
                 step += 1
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
             self.history_.append({k: v / steps_per_epoch for k, v in sums.items()})
         return self
+
+    def _catch_up(self, x: torch.Tensor, culture: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
+        """Extra adversary-only steps on the current za: a GRL adversary that lags behind the encoder
+        is beaten by anti-predicting (culture stays readable, just relabelled); one near its optimum
+        only loses to za that truly carries no culture."""
+        known = culture >= 0
+        if not known.any():
+            return
+        with torch.no_grad():
+            za = self.net_.factors(self.net_.encode(x[known])[0])[2]
+        for _ in range(self.adv_steps):
+            loss = F.cross_entropy(self.net_.adversary(za), culture[known])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
 
     def factors(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """The posterior means of zc, zs, za for every row of X."""

@@ -5,7 +5,7 @@ transport-conditioned cost (the mean cost of the mass that reaches it, lower is 
 Users are solved in batches with POT's batched log-domain Sinkhorn (`ot.batch.solve_batch`,
 method="log_sinkhorn"): histories are padded to one length with zero mass, which the log-domain
 iterations carry as −inf potentials (no transport to or from padding). Costs are squared
-Euclidean distances divided by their median, so ε is relative to a typical cost and one ε suits
+Euclidean distances divided by each user's median, so ε is relative to a typical cost and one ε suits
 every backbone. An ε too small for the costs (the plan misses its marginals, or is not finite) is
 raised ×10 until it is stable, with a note — never a NaN plan.
 """
@@ -54,8 +54,9 @@ def transport(history: np.ndarray, mass: np.ndarray, candidates: np.ndarray, eps
     """history [B, H, d] (padded), mass [B, H] (0 on padding, each row summing to 1), candidates
     [T, d] with uniform mass: the entropic plans, ε raised until stable."""
     costs = squared_costs(history, candidates)
-    scale = float(np.median(costs[np.broadcast_to(mass[..., None] > 0, costs.shape)])) or 1.0
-    costs = costs / scale
+    real = np.where(np.broadcast_to(mass[..., None] > 0, costs.shape), costs, np.nan)
+    scale = np.nanmedian(real.reshape(len(costs), -1), axis=1)       # per user: ε means the same for everyone
+    costs = costs / np.where(scale > 0, scale, 1.0)[:, None, None]
     a = mass / mass.sum(1, keepdims=True)
     b = np.full((len(history), len(candidates)), 1.0 / len(candidates))
     notes = []
