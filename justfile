@@ -49,6 +49,10 @@ demo *args:
     @{{python}} -m heads.score run=latest head=scorer dataset=demo $({{python}} -m heads.clips dataset=demo limit=2 where="{{first_test_song}}")
     @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
 
+# a dcas run's list for one user and target culture: just recommend run=latest dataset=demo user=west-u003 target_culture=maqam k=20
+recommend *args:
+    @{{python}} -m heads.recommend "$@"
+
 # data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
 validate *args:
     @{{python}} -m lake.validate "$@"

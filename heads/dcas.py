@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy import sparse
 
 from heads import dcas_baselines, dcas_eval
@@ -261,8 +263,33 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
     ranked = {name: rm.rank_users(score, seen, prep.test, block=cfg.user_block) for name, score in methods.items()}
     metrics = evaluate(cfg, prep, ranked, dcas, X, factors, za_before, fit_rows, eval_rows, seed)
     notes = prep.notes + dcas.notes
+    artifacts = {"factors.parquet": _factors_writer(data, cfg, factors),
+                 "histories.parquet": _histories_writer(prep, data)}
     return Trained(model, {"test": metrics, "layer": layer, "history": model.history_}, model.checkpoint(), layer,
-                   notes)
+                   notes, artifacts)
+
+
+def _factors_writer(data: Data, cfg: Config, factors: dict[str, np.ndarray]):  # noqa: ANN202
+    """track_id, culture, title, zs, za of every selected track: what `just recommend` transports in."""
+    def write(path: Path) -> None:
+        columns = {"track_id": pa.array(data.track_ids, pa.string()),
+                   "culture": pa.array(data.column(cfg.target), pa.string()),
+                   "title": pa.array(data.column("title"), pa.string())}
+        for name in ("zs", "za"):
+            columns[name] = pa.FixedSizeListArray.from_arrays(
+                pa.array(factors[name].astype(np.float32).ravel()), factors[name].shape[1])
+        pq.write_table(pa.table(columns), path)
+    return write
+
+
+def _histories_writer(prep: Prepared, data: Data):  # noqa: ANN202
+    """user_id, track_id, weight of every train pair: the histories `just recommend` starts from."""
+    def write(path: Path) -> None:
+        coo = prep.train.tocoo()
+        pq.write_table(pa.table({"user_id": pa.array(prep.users[coo.row], pa.string()),
+                                 "track_id": pa.array(data.track_ids[coo.col], pa.string()),
+                                 "weight": pa.array(coo.data, pa.float64())}), path)
+    return write
 
 
 def evaluate(cfg: Config, prep: Prepared, ranked: dict[str, rm.Ranked], dcas: dcas_eval.OTScorer, X: np.ndarray,
@@ -280,7 +307,8 @@ def evaluate(cfg: Config, prep: Prepared, ranked: dict[str, rm.Ranked], dcas: dc
     out["coverage_20"] = rm.coverage(main, X.shape[0], 20)
     out["minority_exposure_20"] = dcas_eval.minority_exposure(main.top, prep.culture, prep.train, C, 20)
     for name, values in dcas.lists.items():
-        out[name] = float(np.mean(values)) if values else None
+        if name != "target_culture":
+            out[name] = float(np.mean(values)) if values else None
     out["za_leakage"] = dcas_eval.leakage_probe(factors["za"], prep.culture, fit_rows, eval_rows, seed)
     out["raw_leakage"] = dcas_eval.leakage_probe(X, prep.culture, fit_rows, eval_rows, seed)
     out["leakage_chance"] = 1.0 / C

@@ -115,6 +115,7 @@ class OTScorer:
         keep[empty] = False
         values = {"target_culture_prob": list_p[:, c], "calibration_kl": kl(target[None], list_p),
                   "alignment_kl": kl(hist_p, list_p), "serendipity": (unexpected * relevance).mean(1)}
+        values["target_culture"] = np.full(len(rows), c)
         for name, v in values.items():
             self.lists.setdefault(name, []).extend(np.asarray(v)[keep].tolist())
 

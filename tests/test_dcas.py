@@ -166,3 +166,22 @@ def test_unknown_interaction_split_and_no_interactions_are_one_line():
     dcas_lake()
     with pytest.raises(SelectionError, match="interaction_split='nope' does not exist.*split=nope"):
         train("dcas", dataset="rec", backbone="fake", interaction_split="nope", epochs=1)
+
+
+def test_recommend_lists_target_culture_tracks_outside_the_history_and_unknowns_are_one_line():
+    from heads import recommend as rec
+    from lake.cli import UsageError
+
+    dcas_lake()
+    train("dcas", dataset="rec", backbone="fake", interaction_split="last", epochs=5, hidden=16, z=4,
+          baselines=False)
+    cfg = rec.RecommendConfig(user="raga-u001", target_culture="maqam", k=5, dataset="rec")
+    _, listed, summary = rec.recommend(cfg)
+    assert len(listed) == 5 and {r["culture"] for r in listed} == {"maqam"}
+    assert all(np.isfinite(r["score"]) for r in listed)
+    assert [r["score"] for r in listed] == sorted((r["score"] for r in listed), reverse=True)
+    assert 0 <= summary["target_culture_prob"] <= 1
+    with pytest.raises(UsageError, match="user='nobody' has no history"):
+        rec.recommend(rec.RecommendConfig(user="nobody", target_culture="maqam", dataset="rec"))
+    with pytest.raises(UsageError, match="target_culture='polka' is not a culture.*maqam, raga, west"):
+        rec.recommend(rec.RecommendConfig(user="raga-u001", target_culture="polka", dataset="rec"))
