@@ -162,10 +162,17 @@ def test_head_beats_random_reports_baselines_and_leaks_less_than_raw():
     assert set(m["ndcg_20_by_user_culture"]) == {"maqam", "raga", "west"}
 
 
-def test_unknown_interaction_split_and_no_interactions_are_one_line():
-    dcas_lake()
+def test_unknown_interaction_split_and_ablation_are_one_line_and_no_split_is_made_in_memory_with_a_note():
+    from lake.cli import UsageError
+
+    dcas_lake(n=90, users_per_culture=3, tracks_per_user=10)
     with pytest.raises(SelectionError, match="interaction_split='nope' does not exist.*split=nope"):
         train("dcas", dataset="rec", backbone="fake", interaction_split="nope", epochs=1)
+    with pytest.raises(UsageError, match="ablate=adversary: one of adv, ot, disentangle"):
+        train("dcas", dataset="rec", backbone="fake", ablate="adversary")
+    run = train("dcas", dataset="rec", backbone="fake", epochs=1, hidden=8, z=2, baselines=False)
+    assert run.metrics["data"]["test_pairs"] == 9                   # one per user, leave-last-out
+    assert "leave-last-out by ts made in memory" in (run.folder / "report.md").read_text()
 
 
 def test_recommend_lists_target_culture_tracks_outside_the_history_and_unknowns_are_one_line():
