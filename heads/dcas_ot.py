@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ot
 import ot.batch
+import torch
 
 MIN_EPSILON = 1e-3      # relative to the median cost: below this log-Sinkhorn rarely converges in max_iter
 MARGINAL_TOL = 1e-3     # largest |plan row sum − a| (relative to the mass) accepted as converged
@@ -37,10 +38,13 @@ def squared_costs(sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def _solve(costs: np.ndarray, a: np.ndarray, b: np.ndarray, epsilon: float, max_iter: int) -> np.ndarray:
+    # POT's torch backend: float32 log-sum-exp runs about twice as fast as its numpy one here
+    as_torch = [torch.from_numpy(np.ascontiguousarray(v)).float() for v in (costs, a, b)]
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore")  # POT warns on log(0) of padding and on non-convergence; we check
-        return np.asarray(ot.batch.solve_batch(costs, reg=epsilon, a=a, b=b, method="log_sinkhorn",
-                                               max_iter=max_iter, tol=1e-7).plan)
+        plan = ot.batch.solve_batch(as_torch[0], reg=epsilon, a=as_torch[1], b=as_torch[2], method="log_sinkhorn",
+                                    max_iter=max_iter, tol=1e-7).plan
+    return plan.double().numpy()
 
 
 def _stable(plans: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
