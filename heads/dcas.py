@@ -323,6 +323,19 @@ def evaluate(cfg: Config, prep: Prepared, ranked: dict[str, rm.Ranked], dcas: dc
     out["recall_20_by_item_culture"] = {prep.cultures[int(c)]: v for c, v in
                                         rm.item_slice(main, prep.culture, 20).items() if int(c) >= 0}
     out["methods"] = _summary(ranked, "dcas", seed)
+    out["projection"] = _projection(factors, prep.culture, prep.cultures, seed)
+    return out
+
+
+def _projection(factors: dict[str, np.ndarray], culture: np.ndarray, cultures: list[str], seed: int,
+                limit: int = 400) -> dict[str, list]:
+    """2-D PCA of za and zs for up to `limit` tracks (for the report's plot), with their cultures."""
+    rows = np.random.default_rng(seed).permutation(len(culture))[:limit]
+    out: dict[str, list] = {"culture": [cultures[c] if c >= 0 else "" for c in culture[rows]]}
+    for name in ("za", "zs"):
+        Z = factors[name][rows] - factors[name][rows].mean(0)
+        axes = np.linalg.svd(Z, full_matrices=False)[2][:2]
+        out[name] = np.round(Z @ axes.T, 4).tolist()
     return out
 
 
@@ -356,4 +369,22 @@ def plots(result: dict[str, Any], data: Data, folder: Path) -> list[Path]:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-    return [path]
+    drawn = [path]
+    projection = test.get("projection") or {}
+    if projection.get("za"):
+        path = folder / "factors_2d.png"
+        labels = np.array(projection["culture"])
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+        for ax, name in zip(axes, ("za", "zs")):
+            points = np.asarray(projection[name])
+            for value in sorted(set(labels)):
+                mine = labels == value
+                ax.scatter(points[mine, 0], points[mine, 1], s=6, label=value or "none")
+            ax.set_title(f"{name} (PCA), coloured by culture")
+        axes[1].legend(fontsize=7, markerscale=2)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+        drawn.append(path)
+    return drawn

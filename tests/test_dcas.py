@@ -160,6 +160,8 @@ def test_head_beats_random_reports_baselines_and_leaks_less_than_raw():
                 "coverage_20", "wasserstein_before", "wasserstein_after"):
         assert np.isfinite(m[key]), key
     assert set(m["ndcg_20_by_user_culture"]) == {"maqam", "raga", "west"}
+    assert (run.folder / "ndcg_by_culture.png").is_file() and (run.folder / "factors_2d.png").is_file()
+    assert len(m["projection"]["za"]) == len(m["projection"]["culture"]) == 240
 
 
 def test_unknown_interaction_split_and_ablation_are_one_line_and_no_split_is_made_in_memory_with_a_note():
