@@ -48,6 +48,16 @@ demo *args:
     @echo "just score on two files: two takes of the first test song, exported from the shards (their truth below):"
     @{{python}} -m heads.score run=latest head=scorer dataset=demo $({{python}} -m heads.clips dataset=demo limit=2 where="{{first_test_song}}")
     @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
+    @# seed 000: DCAS on synthetic interactions (users prefer their own culture), leave-last-out by ts
+    @echo "DCAS (OT in za) vs popularity and content cosine on held-out interactions, and the culture probe:"
+    @{{python}} -m lake.interactions dataset=demo > /dev/null
+    @{{python}} -m lake.interactions dataset=demo split=last > /dev/null
+    @{{python}} -m heads head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last > /dev/null
+    @{{python}} -m heads.dcas_summary dataset=demo
+
+# a dcas run's list for one user and target culture: just recommend run=latest dataset=demo user=west-u003 target_culture=maqam k=20
+recommend *args:
+    @{{python}} -m heads.recommend "$@"
 
 # data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
 validate *args:

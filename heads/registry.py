@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import probe, scorer
+from heads import dcas, probe, scorer
 
 HEADS: dict[str, ModuleType] = {
+    "dcas": dcas,
     "probe": probe,
     "scorer": scorer,
 }

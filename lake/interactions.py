@@ -4,6 +4,10 @@ or real logs imported from CSV/Parquet, into the `interactions` table.
     just interactions dataset=demo users_per_culture=20 tracks_per_user=50 seed=0
     just interactions dataset=demo own_culture_prob=0.6 popularity_alpha=1.2 genre_taste=2
     just interactions dataset=demo import=plays.csv [allow_unknown=true]
+    just interactions dataset=demo split=last [method=last|fraction fraction=0.2 seed=0]
+
+`split=NAME` stores held-out (user, track) pairs as a named interaction split (see
+lake/interaction_splits.py) instead of writing interactions.
 
 The generator (seed 000's "weak interactions"): every culture in the dataset's tracks gets
 `users_per_culture` users (no culture values: one group, "all"). Each pick of a user is a
@@ -37,7 +41,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from lake import atomic, catalog, paths
+from lake import atomic, catalog, interaction_splits, paths
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.schemas import INTERACTIONS
 from lake.errors import one_line
@@ -269,9 +273,23 @@ def main(argv: list[str]) -> int:
     try:
         if "import" in pairs:
             return main_import(Path(pairs.pop("import")).expanduser(), pairs, console)
+        if "split" in pairs:
+            return main_split(parse_config(interaction_splits.SplitConfig, pairs), console)
         return main_generate(parse_config(GenerateConfig, pairs, ignore=("import",)), console)
     except InteractionsError as err:
         fail(str(err), code=1)
+
+
+def main_split(cfg: "interaction_splits.SplitConfig", console: Console) -> int:
+    try:
+        split, summary = interaction_splits.make(cfg)
+    except ValueError as err:
+        raise InteractionsError(str(err)) from None
+    target = interaction_splits.write(split, cfg, summary)
+    console.print(f"interaction split {cfg.split} of {cfg.dataset} (method={cfg.method}, seed={cfg.seed}): "
+                  f"{summary.line()}")
+    console.print(f"wrote {_shown(Path(target))}", highlight=False)
+    return 0
 
 
 def main_generate(cfg: GenerateConfig, console: Console) -> int:

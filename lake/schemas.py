@@ -91,6 +91,16 @@ INTERACTIONS = pa.schema([
     ("synthetic", pa.bool_()),
 ])
 
+# Held-out interactions of a recommender: each (user, track) pair of a dataset's interactions is
+# train or test under a named, seeded split, so a rerun evaluates the same pairs (DESIGN §4).
+INTERACTION_SPLITS = pa.schema([
+    ("dataset", pa.string()),
+    ("split_name", pa.string()),
+    ("user_id", pa.string()),
+    ("track_id", pa.string()),
+    ("part", pa.string()),        # train | test
+])
+
 RUNS = pa.schema([
     ("run_id", pa.string()),
     ("head", pa.string()),
@@ -115,6 +125,7 @@ TABLES: dict[str, pa.Schema] = {
     "backbones": BACKBONES,
     "splits": SPLITS,
     "interactions": INTERACTIONS,
+    "interaction_splits": INTERACTION_SPLITS,
     "runs": RUNS,
 }
 
@@ -125,6 +136,7 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "backbones": ("backbone",),
     "splits": ("dataset", "split_name"),
     "interactions": ("dataset",),
+    "interaction_splits": ("dataset", "split_name"),
     "runs": ("dataset",),
 }
 
@@ -136,6 +148,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "backbones": ("backbone", "dim"),
     "splits": ("track_id", "split"),
     "interactions": ("user_id", "track_id"),
+    "interaction_splits": ("user_id", "track_id", "part"),
     "runs": ("run_id", "head"),
 }
 

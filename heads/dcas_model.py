@@ -1,0 +1,251 @@
+"""The DCAS network and its losses (seed 000's model, with the adversary's sign done right).
+
+A track vector (standardised) is encoded into three Gaussian factors — content `zc`, cultural
+style `zs`, affect / listening intent `za` — and decoded from all three (MSE + β·KL). On top:
+
+- culture classifier on `zs` (so culture centroids in `zs` mean something);
+- culture adversary on `za` through heads.ranking.reverse_gradient, scaled by adv_weight ·
+  Ganin's λ(p): its loss is ADDED, so the adversary learns culture while the encoder unlearns it;
+- InfoNCE on `zc` between a track and a noise-augmented copy (content survives small noise);
+- decorrelation between the factors: squared off-diagonal cross-covariance and a (linear-time
+  per batch) RBF HSIC for each factor pair;
+- affect classifier on `za` when `affect_label` exists;
+- co-listening ranking loss on `za` (tracks a user played together are closer than a track of
+  the same culture the user did not play), switched on after `rank_start` of training, so `za`
+  carries listening intent and not only reconstruction.
+
+Regularisers warm up linearly over `warmup` of training. `ablate` switches parts off: adv (no
+adversary), disentangle (no InfoNCE, decorrelation or culture classifier), ot (recommend by the
+kNN variant; the network is unchanged).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from heads import lbfgs
+from heads.ranking import ganin_lambda, reverse_gradient
+
+
+@dataclass
+class Weights:
+    beta: float = 0.01          # KL
+    culture: float = 1.0        # culture classifier on zs
+    adv: float = 1.0            # adversary on za (times λ(p))
+    infonce: float = 0.5
+    decor: float = 1.0          # off-diagonal covariance + HSIC
+    affect: float = 1.0
+    rank: float = 1.0
+
+
+class DCASNet(nn.Module):
+    def __init__(self, dim: int, hidden: int, z: int, cultures: int, affects: int) -> None:
+        super().__init__()
+        self.z = z
+        self.encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.to_stats = nn.Linear(hidden, 6 * z)   # mean and log-variance of zc, zs, za
+        self.decoder = nn.Sequential(nn.Linear(3 * z, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.culture = nn.Linear(z, cultures)
+        self.adversary = nn.Sequential(nn.Linear(z, hidden), nn.ReLU(), nn.Linear(hidden, cultures))
+        self.affect = nn.Linear(z, affects) if affects > 1 else None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self.to_stats(self.encoder(x))
+        mean, logvar = stats[:, :3 * self.z], stats[:, 3 * self.z:].clamp(-8, 8)
+        return mean, logvar
+
+    def factors(self, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return mean[:, :self.z], mean[:, self.z:2 * self.z], mean[:, 2 * self.z:]
+
+
+def off_diagonal_cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared cross-covariance between two factors (all entries are off the joint diagonal)."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    return ((a.T @ b) / max(len(a) - 1, 1)).pow(2).mean()
+
+
+def hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Biased HSIC with RBF kernels, bandwidth the median pairwise distance (0 iff independent)."""
+    n = len(a)
+    if n < 4:
+        return a.sum() * 0.0
+
+    def kernel(x: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(x, x).pow(2)
+        scale = d.detach()[d.detach() > 0].median() if (d.detach() > 0).any() else torch.tensor(1.0)
+        return torch.exp(-d / scale)
+
+    center = torch.eye(n) - 1.0 / n
+    return torch.trace(kernel(a) @ center @ kernel(b) @ center) / (n - 1) ** 2
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(a)))
+
+
+def kl_gaussian(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+
+
+def ramp(progress: float, warmup: float) -> float:
+    return 1.0 if warmup <= 0 else min(1.0, progress / warmup)
+
+
+def losses(net: DCASNet, x: torch.Tensor, culture: torch.Tensor, affect: torch.Tensor | None, progress: float,
+           w: Weights, ablate: frozenset[str], warmup: float, noise: float) -> dict[str, torch.Tensor]:
+    """Each loss term of one batch (already weighted); their sum is what the optimiser descends."""
+    mean, logvar = net.encode(x)
+    z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+    recon = net.decoder(z)
+    zc, zs, za = net.factors(mean)
+    warm = ramp(progress, warmup)
+    out = {"recon": F.mse_loss(recon, x), "kl": w.beta * warm * kl_gaussian(mean, logvar)}
+    known = culture >= 0
+    if "disentangle" not in ablate and known.any():
+        out["culture"] = w.culture * F.cross_entropy(net.culture(zs[known]), culture[known])
+    if "adv" not in ablate and known.any():
+        with torch.no_grad():
+            current = F.cross_entropy(net.adversary(za[known]), culture[known])
+        # Past chance-level loss the adversary is confidently WRONG, which still reads culture off
+        # za (relabelled): the encoder stops pushing there, and only the adversary keeps learning.
+        chance = math.log(net.adversary[-1].out_features)
+        scale = w.adv * ganin_lambda(progress) if current < chance else 0.0
+        out["adversary"] = F.cross_entropy(net.adversary(reverse_gradient(za[known], scale)), culture[known])
+    if "disentangle" not in ablate:
+        noisy_zc = net.factors(net.encode(x + noise * torch.randn_like(x))[0])[0]
+        out["infonce"] = w.infonce * warm * info_nce(zc, noisy_zc)
+        pairs = ((zc, zs), (zc, za), (zs, za))
+        out["decor"] = w.decor * warm * sum(off_diagonal_cov(a, b) + hsic(a, b) for a, b in pairs)
+    if affect is not None and net.affect is not None and (affect >= 0).any():
+        out["affect"] = w.affect * F.cross_entropy(net.affect(za[affect >= 0]), affect[affect >= 0])
+    return out
+
+
+def co_listening(net: DCASNet, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """BPR on −‖za_a − za_p‖² vs −‖za_a − za_n‖²: the same distance the OT cost uses."""
+    za = lambda x: net.factors(net.encode(x)[0])[2]  # noqa: E731
+    a, p, n = za(anchors), za(positives), za(negatives)
+    return F.softplus((a - p).pow(2).sum(1) - (a - n).pow(2).sum(1)).mean()
+
+
+def co_listening_pairs(user: np.ndarray, track: np.ndarray, culture: np.ndarray, count: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`count` (anchor, positive, negative) track rows: anchor and positive from one user's train
+    history, the negative a random track of the positive's culture (a same-culture hard negative)."""
+    order = np.argsort(user, kind="stable")
+    user, track = user[order], track[order]
+    starts = np.searchsorted(user, user)
+    ends = np.searchsorted(user, user, side="right")
+    pick = rng.integers(0, len(user), size=count)
+    other = starts[pick] + (rng.random(count) * (ends[pick] - starts[pick])).astype(np.int64)
+    anchors, positives = track[pick], track[other]
+    negatives = rng.integers(0, len(culture), size=count)
+    by_culture = {c: np.flatnonzero(culture == c) for c in np.unique(culture)}
+    for c, rows in by_culture.items():
+        mine = culture[positives] == c
+        negatives[mine] = rows[rng.integers(0, len(rows), size=int(mine.sum()))]
+    return anchors, positives, negatives
+
+
+class DCAS:
+    """The estimator: hyperparameters and vocabularies in the constructor, learned state ends in `_`."""
+
+    def __init__(self, cultures: list[str], affects: list[str], hidden: int = 128, z: int = 16, epochs: int = 60,
+                 batch: int = 256, lr: float = 2e-3, weights: Weights | None = None, ablate: frozenset[str] = frozenset(),
+                 warmup: float = 0.3, rank_start: float = 0.3, noise: float = 0.1, adv_steps: int = 3,
+                 seed: int = 0) -> None:
+        self.adv_steps = adv_steps
+        self.cultures, self.affects = cultures, affects
+        self.hidden, self.z, self.epochs, self.batch, self.lr = hidden, z, epochs, batch, lr
+        self.weights = weights or Weights()
+        self.ablate, self.warmup, self.rank_start, self.noise, self.seed = frozenset(ablate), warmup, rank_start, noise, seed
+
+    def _standardise(self, X: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((X - self.mean_) / self.std_).astype(np.float32))
+
+    def fit(self, X: np.ndarray, culture: np.ndarray, affect: np.ndarray | None,
+            user: np.ndarray, track: np.ndarray) -> DCAS:
+        """X: every track's vector; culture/affect: class index per track (-1 unknown); user/track:
+        train interactions (rows into X) for the co-listening loss."""
+        before = torch.get_num_threads()
+        if self.batch * X.shape[1] < lbfgs.SMALL:
+            torch.set_num_threads(1)  # small steps: thread hand-offs cost more than they save
+        try:
+            return self._fit(X, culture, affect, user, track)
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit(self, X: np.ndarray, culture: np.ndarray, affect: np.ndarray | None,
+             user: np.ndarray, track: np.ndarray) -> DCAS:
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        self.mean_ = X.mean(0)
+        self.std_ = np.where(X.std(0) > 1e-6, X.std(0), 1.0)
+        x = self._standardise(X)
+        c = torch.from_numpy(culture.astype(np.int64))
+        a = torch.from_numpy(affect.astype(np.int64)) if affect is not None else None
+        self.net_ = DCASNet(X.shape[1], self.hidden, self.z, max(len(self.cultures), 2), len(self.affects))
+        adversary = list(self.net_.adversary.parameters())
+        rest = [p for p in self.net_.parameters() if all(p is not q for q in adversary)]
+        # the adversary learns faster than what it reads, so its gradient stays informative
+        optimiser = torch.optim.AdamW([{"params": rest}, {"params": adversary, "lr": self.lr * 5}], lr=self.lr)
+        adversary_optimiser = torch.optim.AdamW(adversary, lr=self.lr * 5)
+        steps_per_epoch = max(1, -(-len(X) // self.batch))
+        total = self.epochs * steps_per_epoch
+        self.history_ = []
+        step = 0
+        for epoch in range(self.epochs):
+            order = rng.permutation(len(X))
+            sums: dict[str, float] = {}
+            for start in range(0, len(X), self.batch):
+                rows = torch.from_numpy(order[start:start + self.batch])
+                progress = step / max(total - 1, 1)
+                terms = losses(self.net_, x[rows], c[rows], a[rows] if a is not None else None, progress,
+                               self.weights, self.ablate, self.warmup, self.noise)
+                if len(user) and progress >= self.rank_start and self.weights.rank > 0:
+                    anc, pos, neg = co_listening_pairs(user, track, culture, len(rows), rng)
+                    terms["rank"] = self.weights.rank * co_listening(self.net_, x[anc], x[pos], x[neg])
+                loss = sum(terms.values())
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                if "adv" not in self.ablate:
+                    self._catch_up(x[rows], c[rows], adversary_optimiser)
+                step += 1
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            self.history_.append({k: v / steps_per_epoch for k, v in sums.items()})
+        return self
+
+    def _catch_up(self, x: torch.Tensor, culture: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
+        """Extra adversary-only steps on the current za: a GRL adversary that lags behind the encoder
+        is beaten by anti-predicting (culture stays readable, just relabelled); one near its optimum
+        only loses to za that truly carries no culture."""
+        known = culture >= 0
+        if not known.any():
+            return
+        with torch.no_grad():
+            za = self.net_.factors(self.net_.encode(x[known])[0])[2]
+        for _ in range(self.adv_steps):
+            loss = F.cross_entropy(self.net_.adversary(za), culture[known])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+    def factors(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The posterior means of zc, zs, za for every row of X."""
+        with torch.no_grad():
+            mean, _ = self.net_.encode(self._standardise(X))
+        zc, zs, za = (f.numpy().astype(np.float64) for f in self.net_.factors(mean))
+        return {"zc": zc, "zs": zs, "za": za}
+
+    def checkpoint(self) -> dict:
+        return {"state": self.net_.state_dict(), "mean": self.mean_, "std": self.std_, "cultures": self.cultures,
+                "affects": self.affects, "hidden": self.hidden, "z": self.z, "ablate": sorted(self.ablate)}

@@ -1,0 +1,196 @@
+"""dcas: the gradient-reversal layer, OT marginals and tiny ε, full-ranking metrics against hand
+computation and scikit-learn, baselines on planted toys, the adversary's effect on culture
+leakage, and the head end to end on a planted lake (beats random; errors are one line)."""
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+import torch
+from scipy import sparse
+from sklearn.metrics import ndcg_score
+
+from heads import dcas_baselines, dcas_eval, dcas_ot
+from heads import recommend_metrics as rm
+from heads.data import SelectionError
+from heads.dcas_model import DCAS
+from heads.ranking import reverse_gradient
+from heads.train import train
+from tests.dcas_toy import dcas_lake
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient_and_leaves_the_value():
+    x = torch.randn(5, 3, requires_grad=True)
+    w = torch.randn(5, 3)
+    y = reverse_gradient(x, 0.25)
+    assert torch.equal(y, x)
+    (y * w).sum().backward()
+    assert torch.allclose(x.grad, -0.25 * w)
+
+
+def test_ot_plans_meet_their_marginals_and_match_pot_for_one_user():
+    rng = np.random.default_rng(0)
+    groups = [np.array([0, 1, 2]), np.array([3, 4])]       # two users, histories of different length
+    weights = [np.array([1.0, 2.0, 1.0]), np.array([3.0, 1.0])]
+    vectors = rng.standard_normal((5, 4))
+    candidates = rng.standard_normal((7, 4))
+    history, mass = dcas_ot.padded(groups, weights, vectors)
+    plan = dcas_ot.transport(history, mass, candidates, epsilon=0.05, max_iter=2000)
+    a = mass / mass.sum(1, keepdims=True)
+    assert np.allclose(plan.plans.sum(2), a, atol=1e-3)             # padding gets no mass
+    assert np.allclose(plan.plans.sum(1), 1 / 7, atol=1e-3)
+    costs = dcas_ot.squared_costs(history[:1, :3], candidates)[0]
+    scale = np.median(costs)
+    single = ot.sinkhorn(a[0, :3], np.full(7, 1 / 7), costs / scale, 0.05, method="sinkhorn_log",
+                         numItermax=2000, stopThr=1e-9)
+    assert np.allclose(plan.plans[0, :3], single, atol=1e-3)
+
+
+def test_tiny_epsilon_is_raised_with_a_note_and_never_gives_nan():
+    rng = np.random.default_rng(1)
+    history, mass = dcas_ot.padded([np.arange(4)], [np.ones(4)], 100 * rng.standard_normal((4, 8)))
+    plan = dcas_ot.transport(history, mass, 100 * rng.standard_normal((30, 8)), epsilon=1e-12)
+    assert np.isfinite(plan.plans).all() and plan.epsilon >= dcas_ot.MIN_EPSILON
+    assert plan.notes and "raised" in plan.notes[0]
+    assert np.isfinite(dcas_ot.conditioned_cost(plan.plans, history, 100 * rng.standard_normal((30, 8)))).all()
+
+
+def test_ranking_metrics_against_hand_computation_and_sklearn():
+    train = sparse.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]]))
+    test = sparse.csr_matrix(np.array([[0, 0, 1, 0, 1, 0], [0, 0, 0, 0, 0, 1]]))
+    scores = np.array([[9, 5, 4, 3, 1, 0], [0, 9, 1, 2, 3, 4.0]])
+    ranked = rm.rank_users(lambda rows: scores[rows], train, test, ks=(2, 3))
+    # user 0: train track 0 is out; order 1, 2, 3, 4, 5: held-out 2 at rank 1, 4 at rank 3
+    assert ranked.per_user["recall@2"].tolist() == [0.5, 1.0]
+    assert ranked.per_user["ndcg@2"][0] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+    assert ranked.per_user["mrr"].tolist() == [0.5, 1.0]
+    for user in (0, 1):
+        keep = train.toarray()[user] == 0
+        for k in (2, 3):
+            want = ndcg_score(test.toarray()[user][keep][None], scores[user][keep][None], k=k)
+            assert ranked.per_user[f"ndcg@{k}"][user] == pytest.approx(want)
+    assert ranked.top[0].tolist() == [1, 2, 3]
+
+
+def test_bootstrap_interval_and_paired_test():
+    better = np.linspace(0.5, 1.0, 40)
+    lo, hi = rm.bootstrap_ci(better)
+    assert lo < better.mean() < hi
+    assert rm.paired_test(better, better - 0.1) < 0.01
+    assert rm.paired_test(better, better) == 1.0
+
+
+def test_popularity_wins_when_interactions_are_popularity_only():
+    rng = np.random.default_rng(0)
+    users, tracks = 60, 50
+    p = (np.arange(tracks) + 1.0) ** -1.5
+    p /= p.sum()
+    dense = np.zeros((users, tracks))
+    for u in range(users):
+        dense[u, rng.choice(tracks, 12, replace=False, p=p)] = 1
+    test = np.zeros_like(dense)
+    for u in range(users):
+        held = rng.choice(np.flatnonzero(dense[u]))
+        dense[u, held], test[u, held] = 0, 1
+    train_m, test_m = sparse.csr_matrix(dense), sparse.csr_matrix(test)
+    X = rng.standard_normal((tracks, 8))               # vectors carry nothing
+    ndcg = {name: rm.rank_users(score, train_m, test_m).per_user["ndcg@10"].mean() for name, score in {
+        "popularity": dcas_baselines.popularity(train_m), "content": dcas_baselines.content_cosine(train_m, X)}.items()}
+    assert ndcg["popularity"] > ndcg["content"] + 0.1
+
+
+def test_content_wins_on_a_cold_start_slice():
+    rng = np.random.default_rng(0)
+    tracks, users = 80, 40
+    genre = np.arange(tracks) % 4
+    X = 4 * np.eye(4)[genre] + 0.3 * rng.standard_normal((tracks, 4))
+    cold = np.arange(60, 80)                            # never played in train
+    train = np.zeros((users, tracks))
+    test = np.zeros((users, tracks))
+    for u in range(users):
+        mine = np.flatnonzero(genre[:60] == u % 4)
+        train[u, rng.choice(mine, 6, replace=False)] = 1
+        test[u, rng.choice(cold[genre[cold] == u % 4])] = 1
+    train_m, test_m = sparse.csr_matrix(train), sparse.csr_matrix(test)
+    recall = {name: rm.rank_users(score, train_m, test_m).per_user["recall@10"].mean() for name, score in {
+        "popularity": dcas_baselines.popularity(train_m), "item_knn": dcas_baselines.item_knn(train_m),
+        "content": dcas_baselines.content_cosine(train_m, X)}.items()}
+    assert recall["content"] > 0.3
+    assert recall["popularity"] < 0.1 and recall["item_knn"] < 0.1
+
+
+def _planted(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    culture = np.arange(n) % 3
+    X = np.concatenate([3 * rng.standard_normal((3, 6))[culture], rng.standard_normal((n, 6))], 1)
+    return X + 0.5 * rng.standard_normal(X.shape), culture, np.arange(n) % 5 < 3
+
+
+def test_adversary_drives_the_za_culture_probe_toward_chance_and_its_ablation_does_not():
+    X, culture, fit = _planted()
+    fit_culture = np.where(fit, culture, -1)
+    empty = np.zeros(0, dtype=np.int64)
+    probes = {}
+    # disentangle off in both, so the adversary alone is what differs (decorrelation from zs also
+    # empties za of culture, which would hide whether the adversary works)
+    for ablate in (("disentangle",), ("disentangle", "adv")):
+        model = DCAS(["a", "b", "c"], [], hidden=32, z=4, epochs=100, batch=64, ablate=frozenset(ablate),
+                     seed=0).fit(X, fit_culture, None, empty, empty)
+        probes[ablate] = dcas_eval.leakage_probe(model.factors(X)["za"], culture, fit, ~fit, 0)
+    raw = dcas_eval.leakage_probe(X, culture, fit, ~fit, 0)
+    assert raw > 0.9
+    alone, without = probes[("disentangle",)], probes[("disentangle", "adv")]
+    assert alone < 0.55                             # chance is 1/3
+    assert without > alone + 0.2
+
+
+def test_head_beats_random_reports_baselines_and_leaks_less_than_raw():
+    dcas_lake()
+    run = train("dcas", dataset="rec", backbone="fake", interaction_split="last", epochs=30, hidden=32, z=4,
+                batch=64, bpr_iterations=30)
+    m = run.metrics["test"]
+    random_recall = 20 / 240
+    assert m["recall_20"] > 2 * random_recall
+    assert set(m["ndcg_20_by_method"]) == {"dcas", "popularity", "content", "item_knn", "bpr_mf"}
+    assert "p_vs_dcas" in m["methods"]["popularity"]["ndcg@20"]
+    lo, hi = m["methods"]["dcas"]["ndcg@20"]["ci"]
+    assert lo <= m["ndcg_20"] <= hi
+    assert m["za_leakage"] < m["raw_leakage"]
+    for key in ("serendipity", "calibration_kl", "target_culture_prob", "alignment_kl", "minority_exposure_20",
+                "coverage_20", "wasserstein_before", "wasserstein_after"):
+        assert np.isfinite(m[key]), key
+    assert set(m["ndcg_20_by_user_culture"]) == {"maqam", "raga", "west"}
+    assert (run.folder / "ndcg_by_culture.png").is_file() and (run.folder / "factors_2d.png").is_file()
+    assert len(m["projection"]["za"]) == len(m["projection"]["culture"]) == 240
+
+
+def test_unknown_interaction_split_and_ablation_are_one_line_and_no_split_is_made_in_memory_with_a_note():
+    from lake.cli import UsageError
+
+    dcas_lake(n=90, users_per_culture=3, tracks_per_user=10)
+    with pytest.raises(SelectionError, match="interaction_split='nope' does not exist.*split=nope"):
+        train("dcas", dataset="rec", backbone="fake", interaction_split="nope", epochs=1)
+    with pytest.raises(UsageError, match="ablate=adversary: one of adv, ot, disentangle"):
+        train("dcas", dataset="rec", backbone="fake", ablate="adversary")
+    run = train("dcas", dataset="rec", backbone="fake", epochs=1, hidden=8, z=2, baselines=False)
+    assert run.metrics["data"]["test_pairs"] == 9                   # one per user, leave-last-out
+    assert "leave-last-out by ts made in memory" in (run.folder / "report.md").read_text()
+
+
+def test_recommend_lists_target_culture_tracks_outside_the_history_and_unknowns_are_one_line():
+    from heads import recommend as rec
+    from lake.cli import UsageError
+
+    dcas_lake()
+    train("dcas", dataset="rec", backbone="fake", interaction_split="last", epochs=5, hidden=16, z=4,
+          baselines=False)
+    cfg = rec.RecommendConfig(user="raga-u001", target_culture="maqam", k=5, dataset="rec")
+    _, listed, summary = rec.recommend(cfg)
+    assert len(listed) == 5 and {r["culture"] for r in listed} == {"maqam"}
+    assert all(np.isfinite(r["score"]) for r in listed)
+    assert [r["score"] for r in listed] == sorted((r["score"] for r in listed), reverse=True)
+    assert 0 <= summary["target_culture_prob"] <= 1
+    with pytest.raises(UsageError, match="user='nobody' has no history"):
+        rec.recommend(rec.RecommendConfig(user="nobody", target_culture="maqam", dataset="rec"))
+    with pytest.raises(UsageError, match="target_culture='polka' is not a culture.*maqam, raga, west"):
+        rec.recommend(rec.RecommendConfig(user="raga-u001", target_culture="polka", dataset="rec"))
