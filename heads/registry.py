@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import probe, scorer
+from heads import probe, scorer, semantic_ids
 
 HEADS: dict[str, ModuleType] = {
     "probe": probe,
     "scorer": scorer,
+    "semantic_ids": semantic_ids,
 }
 
 
