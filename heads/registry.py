@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import probe, scorer, semantic_ids
+from heads import playlist, probe, scorer, semantic_ids
 
 HEADS: dict[str, ModuleType] = {
+    "playlist": playlist,
     "probe": probe,
     "scorer": scorer,
     "semantic_ids": semantic_ids,
