@@ -81,6 +81,10 @@ compare *args:
 score *args:
     @{{python}} -m heads.score "$@"
 
+# a playlist from a title by a head=playlist run: just playlist run=latest "quiet piano for study" n=20
+playlist *args:
+    @{{python}} -m heads.playlist_generate "$@"
+
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:
     @{{python}} -m lake.sql "$@"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,3 +65,30 @@ def test_t5_learns_titles_and_every_generated_id_exists(tmp_path):
     assert val["recall"] > 0.3, val                   # the title names its songs' clusters
     assert val["f1"] > 2 * max(val["popularity_f1"], val["title_nn_f1"]), val
     assert "title_nn_f1" in val and run.row["backbones"] == ["fake"]
+
+    from heads.playlist_generate import GenerateConfig, recommend
+    rows, about = recommend(GenerateConfig(run=run.run_id, n=4, seed=1), "quiet piano")
+    again, _ = recommend(GenerateConfig(run=run.run_id, n=4, seed=1), "quiet piano")
+    assert rows == again and about["ids"] > 0 and len(rows) >= 1
+    codes = {t: tuple(c) for t, c in zip(*_codes(ids_run.run_id))}
+    assert all(codes[track] == code for track, code, _ in rows)  # each song comes from its generated ID
+    done = subprocess.run([sys.executable, "-m", "heads.playlist_generate", f"run={run.run_id}", "gym workout", "n=3"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "gym workout" in done.stdout, done.stderr
+
+
+def _codes(run_id):
+    from lake import catalog
+    rows = catalog.connect().execute("SELECT track_id, codes FROM semantic_ids WHERE run_id = $r", {"r": run_id}).fetchall()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def test_untrained_t5_with_the_trie_generates_only_existing_ids():
+    from heads.playlist_model import generate, small_t5
+    ids = np.array([[0, 1], [2, 0], [3, 3], [1, 2]])
+    vocab = Vocabulary(train_tokenizer(["quiet piano", "gym"], (4, 4), 50), (4, 4))
+    model = small_t5(vocab.size, 16, 1, 2, seed=0).eval()
+    titles = vocab.encode_titles(["quiet piano", "gym", "anything else"], 8)
+    constrained = [vocab.decode_ids(t) for t in generate(model, titles, IdTrie(ids, vocab), 3, 6, 2)]
+    assert sum(map(len, constrained)) > 0
+    assert all(g in {tuple(r) for r in ids} for row in constrained for g in row)
