@@ -50,6 +50,7 @@ class Config(Selection):
     niter: int = 20                  # k-means iterations per level
     train_points: int = 262144       # rows sampled to fit each level (0: every train row)
     dedup: bool = False              # add a last digit that makes every ID unique (TIGER)
+    threads: int = 1                 # FAISS threads (OpenMP spins: on a shared machine 1 is fastest)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,8 +67,8 @@ class Config(Selection):
         self.codes = ",".join(map(str, sizes))
         if self.over_cluster < 1.0:
             raise ValueError(f"over_cluster={self.over_cluster}: 1 (off) or more")
-        if self.niter < 1 or self.train_points < 0:
-            raise ValueError("niter must be at least 1 and train_points at least 0")
+        if self.niter < 1 or self.train_points < 0 or self.threads < 1:
+            raise ValueError("niter and threads must be at least 1, train_points at least 0")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -94,7 +95,7 @@ def describe(cfg: Config, data: Data) -> Description:
 
 def build(cfg: Config, seed: int, data: Data) -> RQKMeans:
     return RQKMeans(codes=cfg.sizes, seed=seed, niter=cfg.niter, over_cluster=cfg.over_cluster,
-                    train_points=cfg.train_points)
+                    train_points=cfg.train_points, threads=cfg.threads)
 
 
 def part_metrics(codes: np.ndarray, stats: LevelStats) -> dict[str, Any]:
@@ -134,13 +135,13 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
     layer = data.layers[0]
     X = data.features(layer)
     train_rows = data.part("train")
-    rq = build(cfg, seed, data).fit(X[train_rows] if not train_rows.all() else X)
+    rq = build(cfg, seed, data).fit(X, np.flatnonzero(train_rows))
     codes = np.empty((len(X), len(cfg.sizes)), np.int32)
     out: dict[str, Any] = {"layer": layer}
     for part in data.parts():
         rows = data.part(part)
         stats = LevelStats(rq.codes)
-        codes[rows] = rq.encode(X[rows], stats)
+        codes[rows] = rq.encode(X, stats, np.flatnonzero(rows))
         if part != "train":
             out[part] = part_metrics(codes[rows], stats)
     out["all"] = {"collisions": collisions(codes)}
