@@ -63,4 +63,7 @@ def test_head_writes_the_table_and_collisions_sql_agrees():
     assert (run.folder / "semantic_ids.parquet").exists()
     plain = train("semantic_ids", dataset="toy", backbone="fake", codes="4,4")
     answer = queries.run_file(catalog.connect(), "collisions", run_id=plain.run_id).to_pylist()[0]
+    assert answer.pop("run_id") == plain.run_id
     assert {k: int(v) for k, v in answer.items()} == plain.metrics["all"]["collisions"]
+    latest = queries.run_file(catalog.connect(), "collisions", run_id="latest").to_pylist()[0]
+    assert latest["run_id"] == plain.run_id
