@@ -13,9 +13,9 @@ per_id AS (
 )
 SELECT
     (SELECT run_id FROM chosen)                  AS run_id,
-    sum(songs)                                   AS songs,
+    CAST(sum(songs) AS BIGINT)                   AS songs,
     count(*)                                     AS ids,
     count(*) FILTER (WHERE songs > 1)            AS shared_ids,
-    coalesce(sum(songs) FILTER (WHERE songs > 1), 0) AS songs_in_shared,
+    CAST(coalesce(sum(songs) FILTER (WHERE songs > 1), 0) AS BIGINT) AS songs_in_shared,
     max(songs)                                   AS largest
 FROM per_id
