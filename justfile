@@ -48,6 +48,12 @@ demo *args:
     @echo "just score on two files: two takes of the first test song, exported from the shards (their truth below):"
     @{{python}} -m heads.score run=latest head=scorer dataset=demo $({{python}} -m heads.clips dataset=demo limit=2 where="{{first_test_song}}")
     @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
+    @echo "seed 004: playlists made from the demo titles, semantic IDs of musicnn-mtt vectors, a T5 from title to IDs:"
+    @{{python}} -m heads.playlist_demo dataset=demo
+    @{{python}} -m heads head=semantic_ids dataset=demo backbone=musicnn-mtt codes=16,8 > /dev/null
+    @{{python}} -m lake.sql file=queries/collisions.sql run_id=latest
+    @{{python}} -m heads head=playlist dataset=demo epochs=20
+    @{{python}} -m heads.playlist_generate run=latest dataset=demo "calm ambient for sleep" n=8
 
 # data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
 validate *args:

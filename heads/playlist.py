@@ -200,7 +200,7 @@ class PlaylistModel:
         self.cfg, self.seed, self.sizes = cfg, seed, sizes
 
     def fit(self, titles: list[str], codes: list[np.ndarray], all_ids: np.ndarray) -> "PlaylistModel":
-        torch.set_num_threads(2)
+        torch.set_num_threads(1)  # small steps: a second thread only adds contention (as the scorer does)
         self.vocab_ = model_lib.Vocabulary(model_lib.train_tokenizer(titles, self.sizes, self.cfg.vocab), self.sizes)
         self.trie_ = model_lib.IdTrie(all_ids, self.vocab_)
         self.model_ = model_lib.small_t5(self.vocab_.size, self.cfg.d_model, self.cfg.layers, self.cfg.heads, self.seed)

@@ -70,6 +70,7 @@ def song_names(dataset: str, tracks: list[str]) -> dict[str, str]:
 
 def recommend(cfg: GenerateConfig, title: str) -> tuple[list[tuple[str, tuple[int, ...], str]], dict[str, Any]]:
     run_id, dataset, folder = find_run(cfg)
+    torch.set_num_threads(1)  # one short beam search: more threads only contend
     model, checkpoint = load(folder)
     run_cfg = json.loads(checkpoint["config"])
     sizes = tuple(checkpoint["sizes"])
