@@ -18,7 +18,8 @@ Nothing is dropped silently; the summary (and `result.problems`) lists: malforme
 than `min_songs`. Songs without audio in `tracks` are kept and counted (collaborative vectors
 and semantic IDs do not need audio). Titles that say nothing — `exclude=` (comma list, matched
 case-insensitively), the built-in list `GENERIC_TITLES` and, with `exclude_artist_titles=true`
-(default), a title that is only an artist's name — are left out, as the seed's LLM filter does.
+(default), a title that is only an artist's name — are left out, as the seed's LLM filter does;
+`where=` keeps only the playlists matching a SQL predicate on `playlist_id` and `title`.
 """
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ingest.source import SourceError, SourceItem, Skipped, file_state
-from lake import atomic, catalog, locks, paths
+from lake import atomic, catalog, locks, paths, queries
 from lake.errors import one_line
 from lake.schemas import PLAYLISTS
 
@@ -53,10 +55,13 @@ class Config:
     exclude_artist_titles: bool = True  # a title that is only an artist's name says nothing
     min_songs: int = 1                 # the seed trains on playlists of at least 10 songs
     keep_unknown: bool = False         # keep songs missing from gen_song_info.csv
+    where: str = ""                    # SQL predicate on playlist_id, title: the playlists to keep
 
     def __post_init__(self) -> None:
         if not self.path:
             raise ValueError("path= is required: a folder with the gen_*.csv trio, or a .json file")
+        if self.where.strip():
+            queries.predicate(self.where)
         if self.min_songs < 1:
             raise ValueError(f"min_songs={self.min_songs}: must be at least 1")
 
@@ -223,6 +228,8 @@ def read(cfg: Config) -> tuple[pl.DataFrame, list[str], dict[str, int]]:
     else:
         rows = rows.with_columns(pl.lit(None, pl.String).alias("song_title"), pl.lit(None, pl.String).alias("artist"))
     rows = rows.sort("order")
+    if cfg.where.strip():
+        rows = _where(cfg, rows, counts)
     excluded = _excluded_titles(cfg, rows)
     out = rows.filter(~pl.col("title").str.to_lowercase().is_in(list(excluded)) & (pl.col("title") != ""))
     dropped = rows.filter(~pl.col("playlist_id").is_in(out["playlist_id"].implode()))["playlist_id"].n_unique()
@@ -235,6 +242,20 @@ def read(cfg: Config) -> tuple[pl.DataFrame, list[str], dict[str, int]]:
         out = out.join(short.select("playlist_id"), on="playlist_id", how="anti")
     out = out.with_columns(pl.int_range(pl.len()).over("playlist_id").cast(pl.Int32).alias("position"))
     return out.drop("order"), problems, counts
+
+
+def _where(cfg: Config, rows: pl.DataFrame, counts: dict[str, int]) -> pl.DataFrame:
+    titles = rows.select("playlist_id", "title").unique("playlist_id").to_arrow()
+    con = duckdb.connect()
+    con.register("playlist_titles", titles)
+    try:
+        kept = con.sql(f"SELECT playlist_id FROM playlist_titles WHERE {queries.predicate(cfg.where)}").to_arrow_table()
+    except duckdb.Error as err:
+        raise SourceError(f"where={cfg.where!r}: DuckDB says: {one_line(err)}") from None
+    kept_ids = pl.from_arrow(kept)["playlist_id"]
+    if titles.num_rows - len(kept_ids):
+        counts[f"playlists not matching where={cfg.where}"] = titles.num_rows - len(kept_ids)
+    return rows.filter(pl.col("playlist_id").is_in(kept_ids.implode()))
 
 
 def _excluded_titles(cfg: Config, rows: pl.DataFrame) -> set[str]:

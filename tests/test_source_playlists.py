@@ -50,6 +50,13 @@ def test_keep_unknown_and_min_songs(tmp_path):
     assert result.rows == 5
 
 
+def test_where_keeps_matching_playlists(tmp_path):
+    result = ingest("pl", source="playlists", path=write_trio(tmp_path / "trio"), where="title LIKE '%piano%'")
+    assert result.playlists == 1 and result.counts["playlists not matching where=title LIKE '%piano%'"] == 3
+    with pytest.raises(SourceError, match="where="):
+        ingest("pl", source="playlists", path=tmp_path / "trio", where="no_such_column = 1")
+
+
 def test_header_required(tmp_path):
     folder = write_trio(tmp_path / "trio")
     (folder / "gen_song_info.csv").write_text("s1;Nocturne;Chopin\n", encoding="utf-8")
