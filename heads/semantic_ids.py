@@ -12,14 +12,16 @@ TIGER's last digit that makes every ID unique.
 Metrics per part (val, test): per level the relative reconstruction error ‖x − x̂‖²/‖x‖²,
 codebook usage and perplexity; collisions of the full ID (IDs shared, songs in shared IDs,
 largest cluster), as the seed's debug_collisions prints them. `queries/collisions.sql` answers
-the same from the table. Artifact: `semantic_ids.parquet` in the run folder, and the same rows
+the same from the table. `method=rqvae` quantises an MLP autoencoder's latent instead
+(heads/rq_vae.py: k-means initialised codebooks, commitment loss, dead-code reset; its
+reconstruction errors are of the latent). Artifact: `semantic_ids.parquet` in the run folder, and the same rows
 (`dataset, backbone, run_id, track_id, codes`) as the run's part of the `semantic_ids` table.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +30,7 @@ import pyarrow.parquet as pq
 from heads.data import Data, Selection, SelectionError
 from heads.protocol import Description, Inputs, Metric, Trained
 from heads.rq_kmeans import LevelStats, RQKMeans, collisions, dedup_digit
+from heads.rq_vae import RQVAE
 from lake import atomic, catalog, paths
 from lake.schemas import SEMANTIC_IDS
 
@@ -51,6 +54,10 @@ class Config(Selection):
     train_points: int = 262144       # rows sampled to fit each level (0: every train row)
     dedup: bool = False              # add a last digit that makes every ID unique (TIGER)
     threads: int = 1                 # FAISS threads (OpenMP spins: on a shared machine 1 is fastest)
+    method: Literal["kmeans", "rqvae"] = "kmeans"  # rqvae: heads/rq_vae.py (errors measured in its latent)
+    latent: int = 64                 # rqvae: latent width
+    hidden: int = 256                # rqvae: encoder/decoder hidden width
+    epochs: int = 20                 # rqvae: passes over the training sample
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,8 +74,8 @@ class Config(Selection):
         self.codes = ",".join(map(str, sizes))
         if self.over_cluster < 1.0:
             raise ValueError(f"over_cluster={self.over_cluster}: 1 (off) or more")
-        if self.niter < 1 or self.train_points < 0 or self.threads < 1:
-            raise ValueError("niter and threads must be at least 1, train_points at least 0")
+        if min(self.niter, self.threads, self.latent, self.hidden, self.epochs) < 1 or self.train_points < 0:
+            raise ValueError("niter, threads, latent, hidden and epochs must be at least 1, train_points at least 0")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -76,7 +83,7 @@ class Config(Selection):
 
     @property
     def variant(self) -> str:
-        return f"codes={self.codes}" + (f" over={self.over_cluster:g}" if self.over_cluster > 1 else "") \
+        return ("rqvae " if self.method == "rqvae" else "") + f"codes={self.codes}" + (f" over={self.over_cluster:g}" if self.over_cluster > 1 else "") \
             + (" dedup" if self.dedup else "")
 
 
@@ -93,7 +100,10 @@ def describe(cfg: Config, data: Data) -> Description:
                        facts={"levels": len(cfg.sizes), "codes": list(cfg.sizes)})
 
 
-def build(cfg: Config, seed: int, data: Data) -> RQKMeans:
+def build(cfg: Config, seed: int, data: Data) -> RQKMeans | RQVAE:
+    if cfg.method == "rqvae":
+        return RQVAE(codes=cfg.sizes, seed=seed, hidden=cfg.hidden, latent=cfg.latent, epochs=cfg.epochs,
+                     train_points=cfg.train_points)
     return RQKMeans(codes=cfg.sizes, seed=seed, niter=cfg.niter, over_cluster=cfg.over_cluster,
                     train_points=cfg.train_points, threads=cfg.threads)
 

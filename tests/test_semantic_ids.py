@@ -67,3 +67,20 @@ def test_head_writes_the_table_and_collisions_sql_agrees():
     assert {k: int(v) for k, v in answer.items()} == plain.metrics["all"]["collisions"]
     latest = queries.run_file(catalog.connect(), "collisions", run_id="latest").to_pylist()[0]
     assert latest["run_id"] == plain.run_id
+
+
+def test_rqvae_codes_are_deterministic_and_levels_refine_the_latent():
+    from heads.rq_vae import RQVAE
+    X, _ = clusters(1200, 16, 8, separation=3.0)
+    make = lambda: RQVAE(codes=(8, 8, 8), seed=0, hidden=32, latent=8, epochs=4, batch=256).fit(X)  # noqa: E731
+    first = make()
+    stats = LevelStats(first.codes)
+    codes = first.encode(X, stats)
+    assert np.array_equal(codes, make().encode(X))
+    errors = stats.result()["recon_error"]
+    assert errors[0] > errors[1] > errors[2], errors
+    assert collisions(codes)["ids"] > 8
+    toy_lake("toy", n=120, classes=3, dim=8)
+    run = train("semantic_ids", dataset="toy", backbone="fake", codes="4,4", method="rqvae", epochs=2, latent=4,
+                hidden=16)
+    assert run.metrics["val"]["n"] > 0 and (run.folder / "semantic_ids.parquet").exists()
