@@ -51,6 +51,24 @@ def make(cfg: DemoPlaylistsConfig) -> list[dict]:
     return out
 
 
+def toy_run(dataset: str, per_playlist: int = 5) -> str:
+    """For tests of every head: playlists over a hand-written lake's tracks (titled by their label,
+    so a title says something) and a small head=semantic_ids run; returns its run id."""
+    from heads.train import train
+
+    rows = catalog.connect().execute("SELECT track_id, label FROM tracks WHERE dataset = $d ORDER BY track_id",
+                                     {"d": dataset}).fetchall()
+    by_label: dict[str, list[str]] = {}
+    for track, label in rows:
+        by_label.setdefault(str(label), []).append(track)
+    entries = [{"playlist_id": f"{label}_{i}", "title": f"{label} mix {i % 3}", "tracks": tracks[i:i + per_playlist]}
+               for label, tracks in by_label.items() for i in range(0, max(len(tracks) - per_playlist, 1), 2)]
+    path = paths.root() / "sources" / f"{dataset}-playlists.json"
+    atomic.write_text(json.dumps(entries), path)
+    ingest(dataset, source="playlists", path=str(path))
+    return train("semantic_ids", dataset=dataset, backbone="fake", codes="4,2").run_id
+
+
 def main(argv: list[str]) -> int:
     cfg = parse_config(DemoPlaylistsConfig, key_values(argv))
     path = paths.root() / "sources" / f"{cfg.dataset}-playlists.json"

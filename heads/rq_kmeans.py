@@ -52,7 +52,6 @@ class RQKMeans:
 
     def __post_init__(self) -> None:
         self.codes = tuple(int(k) for k in self.codes)
-        self.centroids_: list[np.ndarray] = []
 
     def _level(self, residual: np.ndarray, k: int, level: int) -> np.ndarray:
         seed = self.seed * 1000 + level

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from heads.data import Data, Selection, SelectionError
+from heads.data import Data, Selection
 from heads.protocol import Description, Inputs, Metric, Trained
 from heads.rq_kmeans import LevelStats, RQKMeans, collisions, dedup_digit
 from heads.rq_vae import RQVAE
@@ -93,11 +93,12 @@ def inputs(cfg: Config) -> Inputs:
 
 def describe(cfg: Config, data: Data) -> Description:
     train_rows = int(data.part("train").sum())
-    if train_rows < max(cfg.sizes):
-        raise SelectionError(f"codes={cfg.codes}: {train_rows} train rows cannot fit {max(cfg.sizes)} centroids; "
-                             "lower codes=")
-    return Description(line=f"{len(cfg.sizes)} levels of {cfg.codes} codes",
-                       facts={"levels": len(cfg.sizes), "codes": list(cfg.sizes)})
+    # k-means cannot place more centroids than points: a level keeps at most one code per train row
+    fitted = [min(k, train_rows) for k in cfg.sizes]
+    line = f"{len(cfg.sizes)} levels of {cfg.codes} codes"
+    if fitted != list(cfg.sizes):
+        line += f" (at most {train_rows} per level: only {train_rows} train rows)"
+    return Description(line=line, facts={"levels": len(cfg.sizes), "codes": list(cfg.sizes), "fitted_codes": fitted})
 
 
 def build(cfg: Config, seed: int, data: Data) -> RQKMeans | RQVAE:

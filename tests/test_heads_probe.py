@@ -10,7 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import heads
-from heads import lbfgs, probe
+from heads import lbfgs, playlist_demo, probe
 from heads.metrics import aggregate, classification, macro_f1
 from heads.data import load
 from heads.protocol import Metric
@@ -171,7 +171,9 @@ def test_every_head_module_is_registered():
     for name, module in HEADS.items():
         assert module.__name__ == f"heads.{name}"
         assert module.HEADLINE and all(isinstance(m, Metric) for m in module.HEADLINE)
-        cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score")
+        # the playlist head learns a semantic_ids run's codes from playlists: the toy lake gets both
+        keys = {"semantic_ids": playlist_demo.toy_run("toy")} if name == "playlist" else {}
+        cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score", **keys)
         data = load(cfg, module.inputs(cfg))
         module.describe(cfg, data)
         estimator = module.build(cfg, 0, data)
