@@ -54,6 +54,12 @@ demo *args:
     @{{python}} -m lake.interactions dataset=demo split=last > /dev/null
     @{{python}} -m heads head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last > /dev/null
     @{{python}} -m heads.dcas_summary dataset=demo
+    @echo "seed 004: playlists made from the demo titles, semantic IDs of musicnn-mtt vectors, a T5 from title to IDs:"
+    @{{python}} -m heads.playlist_demo dataset=demo
+    @{{python}} -m heads head=semantic_ids dataset=demo backbone=musicnn-mtt codes=16,8 > /dev/null
+    @{{python}} -m lake.sql file=queries/collisions.sql run_id=latest
+    @{{python}} -m heads head=playlist dataset=demo epochs=20
+    @{{python}} -m heads.playlist_generate run=latest dataset=demo "calm ambient for sleep" n=8
 
 # a dcas run's list for one user and target culture: just recommend run=latest dataset=demo user=west-u003 target_culture=maqam k=20
 recommend *args:
@@ -90,6 +96,10 @@ compare *args:
 # a scorer run's scores for audio files: just score run=RUN_ID take1.wav take2.m4a | run=latest head=scorer dataset=demo FILE
 score *args:
     @{{python}} -m heads.score "$@"
+
+# a playlist from a title by a head=playlist run: just playlist run=latest "quiet piano for study" n=20
+playlist *args:
+    @{{python}} -m heads.playlist_generate "$@"
 
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:

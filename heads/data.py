@@ -272,7 +272,10 @@ def _aligned(dataset: str, backbone: str, layer: str, track_ids: np.ndarray) -> 
         raise SelectionError(
             f"backbone={backbone} (layer {layer}) has no vectors for {len(missing)} of {len(track_ids)} selected "
             f"tracks (e.g. {', '.join(missing[:3])}): run just embed dataset={dataset} backbone={backbone}")
-    return emb.matrix[order[pos]]
+    rows = order[pos]
+    if len(rows) == len(emb.matrix) and np.array_equal(rows, np.arange(len(rows))):
+        return emb.matrix  # already in track_ids order: no second copy of a big matrix
+    return emb.matrix[rows]
 
 
 def resolve_layers(sel: Selection) -> tuple[list[str], dict[str, dict[str, str]]]:

@@ -14,6 +14,9 @@ from lake.tables import human_bytes
 
 
 def summary(result: IngestResult, console: Console) -> None:
+    if hasattr(result, "print_summary"):  # a table source (playlists) says what it wrote
+        result.print_summary(console)
+        return
     if result.status == "unchanged":
         console.print(f"[green]{result.dataset}[/]: source unchanged since the last ingest, nothing written "
                       f"({result.tracks_part}); force=true rebuilds")

@@ -34,6 +34,8 @@ def ingest(dataset: str, console: Console | None = None, **options: Any) -> buil
     """Ingests a dataset; options are the CLI's `key=value` pairs (values may be non-strings)."""
     as_text = {k: _text(v) for k, v in options.items()}
     ingest_options, module, source_cfg = split_options(dataset, as_text)
+    if hasattr(module, "ingest_table"):  # a table source (playlists): no audio, no shards
+        return module.ingest_table(dataset, source_cfg)
     total = module.count(source_cfg) if hasattr(module, "count") else None
     return build.run(ingest_options, module.items(source_cfg), module.fingerprint(source_cfg),
                      total=total, console=console)

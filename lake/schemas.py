@@ -118,6 +118,24 @@ RUNS = pa.schema([
     ("path", pa.string()),                # the run folder, relative to the lake root
 ])
 
+PLAYLISTS = pa.schema([
+    ("dataset", pa.string()),
+    ("playlist_id", pa.string()),
+    ("title", pa.string()),
+    ("position", pa.int32()),     # the song's place in the playlist, from 0
+    ("track_id", pa.string()),    # may name a track without audio in `tracks` (kept, counted)
+    ("song_title", pa.string()),  # from the song list, so songs without audio still print by name
+    ("artist", pa.string()),
+])
+
+SEMANTIC_IDS = pa.schema([
+    ("dataset", pa.string()),
+    ("backbone", pa.string()),    # the vectors the codes quantise (comma-joined when fused)
+    ("run_id", pa.string()),      # the head=semantic_ids run that wrote them
+    ("track_id", pa.string()),
+    ("codes", pa.list_(pa.int32())),  # one code per level (plus the dedup digit when asked)
+])
+
 # Tables written by later stages; their schemas join this dict as their stages land.
 TABLES: dict[str, pa.Schema] = {
     "tracks": TRACKS,
@@ -127,6 +145,8 @@ TABLES: dict[str, pa.Schema] = {
     "interactions": INTERACTIONS,
     "interaction_splits": INTERACTION_SPLITS,
     "runs": RUNS,
+    "playlists": PLAYLISTS,
+    "semantic_ids": SEMANTIC_IDS,
 }
 
 # Hive partition keys per table: the directory levels under tables/<table>/.
@@ -138,6 +158,8 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "interactions": ("dataset",),
     "interaction_splits": ("dataset", "split_name"),
     "runs": ("dataset",),
+    "playlists": ("dataset",),
+    "semantic_ids": ("dataset", "run_id"),
 }
 
 # Columns a part must have to be read as that table (with types `compatible_type` accepts);
@@ -150,6 +172,8 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "interactions": ("user_id", "track_id"),
     "interaction_splits": ("user_id", "track_id", "part"),
     "runs": ("run_id", "head"),
+    "playlists": ("playlist_id", "track_id"),
+    "semantic_ids": ("track_id", "codes"),
 }
 
 

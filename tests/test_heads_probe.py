@@ -10,7 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import heads
-from heads import lbfgs, probe
+from heads import lbfgs, playlist_demo, probe
 from heads.metrics import aggregate, classification, macro_f1
 from heads.data import load
 from heads.protocol import Metric
@@ -176,7 +176,9 @@ def test_every_head_module_is_registered():
             dcas_lake("rec", n=60, users_per_culture=2, tracks_per_user=5)
             cfg = module.Config(dataset="rec", backbone="fake")
         else:
-            cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score")
+            # the playlist head learns a semantic_ids run's codes from playlists: the toy lake gets both
+            keys = {"semantic_ids": playlist_demo.toy_run("toy")} if name == "playlist" else {}
+            cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score", **keys)
         data = load(cfg, module.inputs(cfg))
         module.describe(cfg, data)
         estimator = module.build(cfg, 0, data)
