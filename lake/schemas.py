@@ -108,6 +108,13 @@ RUNS = pa.schema([
     ("path", pa.string()),                # the run folder, relative to the lake root
 ])
 
+GLOSSARY = pa.schema([
+    ("dataset", pa.string()),
+    ("term", pa.string()),         # normalised (ingest.glossary.normal): a main term or an alias
+    ("main_term", pa.string()),    # the term itself, or the main term the alias stands for
+    ("description", pa.string()),
+])
+
 # Tables written by later stages; their schemas join this dict as their stages land.
 TABLES: dict[str, pa.Schema] = {
     "tracks": TRACKS,
@@ -116,6 +123,7 @@ TABLES: dict[str, pa.Schema] = {
     "splits": SPLITS,
     "interactions": INTERACTIONS,
     "runs": RUNS,
+    "glossary": GLOSSARY,
 }
 
 # Hive partition keys per table: the directory levels under tables/<table>/.
@@ -126,6 +134,7 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "splits": ("dataset", "split_name"),
     "interactions": ("dataset",),
     "runs": ("dataset",),
+    "glossary": ("dataset",),
 }
 
 # Columns a part must have to be read as that table (with types `compatible_type` accepts);
@@ -137,6 +146,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "splits": ("track_id", "split"),
     "interactions": ("user_id", "track_id"),
     "runs": ("run_id", "head"),
+    "glossary": ("term", "main_term"),
 }
 
 
