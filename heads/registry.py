@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import probe, scorer
+from heads import probe, retrieval, scorer
 
 HEADS: dict[str, ModuleType] = {
     "probe": probe,
     "scorer": scorer,
+    "retrieval": retrieval,
 }
 
 
