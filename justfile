@@ -4,6 +4,7 @@ set positional-arguments
 set shell := ["bash", "-cu"]
 
 python := env_var_or_default("PYTHON", "python")
+spoken_terms := env_var_or_default("AUDIOLAKE_ROOT", "data") / "sources" / "spoken_terms"
 first_test_song := "group_id = (SELECT min(t.group_id) FROM tracks t JOIN splits s USING (dataset, track_id) WHERE s.split_name = 'singing' AND s.split = 'test')"
 
 # list the recipes
@@ -48,6 +49,15 @@ demo *args:
     @echo "just score on two files: two takes of the first test song, exported from the shards (their truth below):"
     @{{python}} -m heads.score run=latest head=scorer dataset=demo $({{python}} -m heads.clips dataset=demo limit=2 where="{{first_test_song}}")
     @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
+    @# seed 003: glossary terms spoken by espeak-ng in 11 voices; the test voices are never heard in training
+    @echo "term retrieval on espeak-ng speech (held-out voices): test Recall@5 and the rejection rate of chunks without a term:"
+    @{{python}} -m ingest dataset=spoken_terms source=term_chunks $({{python}} -m ingest.spoken_terms out="{{spoken_terms}}") > /dev/null
+    @{{python}} -m embed dataset=spoken_terms backbone=logmel > /dev/null
+    @{{python}} -m lake.splits dataset=spoken_terms name=voices from_source=true > /dev/null
+    @{{python}} -m heads head=retrieval dataset=spoken_terms backbone=logmel split=voices > /dev/null
+    @{{python}} -m lake.sql "SELECT run_id, round(CAST(json_extract(metrics, '$.test.recall_at_5') AS DOUBLE), 3) AS recall_at_5, round(CAST(json_extract(metrics, '$.test.rejection_rate') AS DOUBLE), 3) AS rejection_rate, round(CAST(json_extract(metrics, '$.test.false_accept_rate') AS DOUBLE), 3) AS false_accept_rate FROM runs WHERE head = 'retrieval' AND dataset = 'spoken_terms' ORDER BY created_at DESC LIMIT 1"
+    @echo "just search-terms on two test-voice chunks: 'transformer' and 'see you later' (no term):"
+    @{{python}} -m heads.retrieval_search run=latest dataset=spoken_terms "{{spoken_terms}}/chunks/en-us_f5/000.wav" "{{spoken_terms}}/chunks/en-us_f5/045.wav" k=3
 
 # data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
 validate *args:
@@ -80,6 +90,10 @@ compare *args:
 # a scorer run's scores for audio files: just score run=RUN_ID take1.wav take2.m4a | run=latest head=scorer dataset=demo FILE
 score *args:
     @{{python}} -m heads.score "$@"
+
+# glossary terms spoken in audio files, or "no term": just search-terms run=RUN_ID chunk.wav k=5 | run=latest dataset=spoken_terms FILE
+search-terms *args:
+    @{{python}} -m heads.retrieval_search "$@"
 
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:
