@@ -12,7 +12,7 @@ Text models (`text_model=`):
   with plain transformers, mean-pooled over the attention mask, L2-normalised.
 - `muq-mulan`: MuQ-MuLan's text tower (embed.text.encode), in the space of its audio vectors.
 
-Storage: the `text_embeddings` table (tables/text_embeddings/model=<key>/part-<hash>.parquet:
+Storage: the `text_embeddings` table (tables/text_embeddings/text_model=<key>/part-<hash>.parquet:
 model, text, emb), so retraining never re-encodes a glossary; only texts not stored yet are
 encoded, and they land in a new part, written atomically.
 """
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lake import atomic, paths
+from lake import atomic, catalog, paths
 
 HASH_DIM = 1024
 NGRAMS = (3, 4, 5)
@@ -96,7 +96,7 @@ def encode(model: str, texts: Sequence[str]) -> np.ndarray:
 
 
 def _folder(model: str) -> Path:
-    return paths.table_dir("text_embeddings") / f"model={model_key(model)}"
+    return paths.partition_dir("text_embeddings", text_model=model_key(model))
 
 
 def stored(model: str) -> dict[str, np.ndarray]:
@@ -124,6 +124,7 @@ def text_vectors(model: str, texts: Sequence[str]) -> np.ndarray:
         table = pa.table({"model": [model] * len(missing), "text": missing,
                           "emb": pa.array(list(matrix), pa.list_(pa.float32()))})
         atomic.write_parquet(table, _folder(model) / f"part-{digest}.parquet")
+        catalog.refresh()
         known.update(zip(missing, matrix))
     dims = {known[t].shape[0] for t in texts}
     if len(dims) > 1:

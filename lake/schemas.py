@@ -115,6 +115,13 @@ GLOSSARY = pa.schema([
     ("description", pa.string()),
 ])
 
+TEXT_EMBEDDINGS = pa.schema([
+    ("text_model", pa.string()),   # the partition: a path-safe key of `model` (heads/retrieval_text.py)
+    ("model", pa.string()),        # the text model as asked for: hash, hf:<id or dir>, muq-mulan
+    ("text", pa.string()),         # a term or a chunk text, as encoded
+    pa.field("emb", pa.list_(pa.field("element", pa.float32(), nullable=False)), nullable=False),
+])
+
 # Tables written by later stages; their schemas join this dict as their stages land.
 TABLES: dict[str, pa.Schema] = {
     "tracks": TRACKS,
@@ -124,6 +131,7 @@ TABLES: dict[str, pa.Schema] = {
     "interactions": INTERACTIONS,
     "runs": RUNS,
     "glossary": GLOSSARY,
+    "text_embeddings": TEXT_EMBEDDINGS,
 }
 
 # Hive partition keys per table: the directory levels under tables/<table>/.
@@ -135,6 +143,7 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "interactions": ("dataset",),
     "runs": ("dataset",),
     "glossary": ("dataset",),
+    "text_embeddings": ("text_model",),
 }
 
 # Columns a part must have to be read as that table (with types `compatible_type` accepts);
@@ -147,6 +156,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "interactions": ("user_id", "track_id"),
     "runs": ("run_id", "head"),
     "glossary": ("term", "main_term"),
+    "text_embeddings": ("text", "emb"),
 }
 
 
