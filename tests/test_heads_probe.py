@@ -171,7 +171,8 @@ def test_every_head_module_is_registered():
     for name, module in HEADS.items():
         assert module.__name__ == f"heads.{name}"
         assert module.HEADLINE and all(isinstance(m, Metric) for m in module.HEADLINE)
-        cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score")
+        target = {"probe": "label", "retrieval": "terms"}.get(name, "score")
+        cfg = module.Config(dataset="toy", backbone="fake", target=target)
         data = load(cfg, module.inputs(cfg))
         module.describe(cfg, data)
         estimator = module.build(cfg, 0, data)
