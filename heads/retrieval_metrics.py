@@ -6,7 +6,8 @@ ingest, so an alias counts as its main term). Definitions:
 - map@10: mean over chunks with a term of AP@10 = Σ_k precision@k · rel_k / min(|positives|, 10);
 - text→audio recall@K: per term present in the part, whether one of its chunks is in the term's
   top K chunks (all chunks of the part are candidates), averaged over terms;
-- rejection: a chunk's score is its best term similarity; accepted when ≥ the threshold.
+- rejection: a chunk's score is its best term similarity (or the head's accept score, see
+  heads/retrieval.py); accepted when ≥ the threshold.
   rejection_rate = share of no-term chunks rejected, false_accept_rate = share accepted,
   false_reject_rate = share of chunks WITH a term rejected; ROC-AUC / EER of the score for
   "has a term" vs "has none";
@@ -97,9 +98,11 @@ def per_term(sims: np.ndarray, positives: Sequence[np.ndarray], terms: Sequence[
 
 
 def evaluate(sims: np.ndarray, positives: Sequence[np.ndarray], threshold: float, terms: Sequence[str],
-             seen: set[int]) -> dict[str, Any]:
+             seen: set[int], accept: np.ndarray | None = None) -> dict[str, Any]:
+    """`accept`: the score the threshold applies to (default: the best term similarity)."""
     has_term = np.array([len(p) > 0 for p in positives])
     best = sims.max(axis=1) if sims.shape[1] else np.full(len(sims), -np.inf)
+    best = best if accept is None else accept
     out = {**audio_to_term(sims, positives), **term_to_audio(sims, positives), **rejection(best, has_term, threshold),
            **per_term(sims, positives, terms, seen)}
     out["chunks"] = int(len(positives))

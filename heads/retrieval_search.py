@@ -6,7 +6,8 @@
 Each file is embedded with the run's backbone exactly as the lake embedded its dataset
 (embed/files.py), projected by the run's audio head, and searched in the run's `index.faiss`
 (inner product of L2-normalised vectors = cosine). Prints the k best terms with their
-similarity; a file whose best similarity is under the run's rejection threshold is "no term"
+similarity; a file whose accept score (the best similarity, minus its similarity to the learned
+"no term" vector when the run trained one) is under the run's rejection threshold is "no term"
 (its nearest terms are still listed, marked rejected). A file that cannot be read is named on
 one line; the others are still searched, and the exit code is then 1.
 """
@@ -85,7 +86,9 @@ def search(run: dict[str, Any], files: list[Path], k: int, device: str = "auto"
     scores, ids = index.search(np.ascontiguousarray(model.project_audio(X)), min(k, index.ntotal))
     found = {p: [(model.terms[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
              for p, row_ids, row_scores in zip(kept, ids, scores)}
-    accepted = {p: bool(row_scores[0] >= model.threshold_) for p, row_scores in zip(kept, scores)}
+    best = scores[:, :1].astype(np.float32)  # the index's best = the best term similarity
+    accept = model.accept_scores(X, best)
+    accepted = {p: bool(a >= model.threshold_) for p, a in zip(kept, accept)}
     return found, accepted, failed
 
 
