@@ -51,7 +51,8 @@ demo *args:
     @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
     @# seed 003: glossary terms spoken by espeak-ng in 11 voices; the test voices are never heard in training
     @echo "term retrieval on espeak-ng speech (held-out voices): test Recall@5 and the rejection rate of chunks without a term:"
-    @{{python}} -m ingest dataset=spoken_terms source=term_chunks $({{python}} -m ingest.spoken_terms out="{{spoken_terms}}") > /dev/null
+    @{{python}} -m ingest.spoken_terms out="{{spoken_terms}}" > /dev/null
+    @{{python}} -m ingest dataset=spoken_terms source=term_chunks path="{{spoken_terms}}" glossary="{{spoken_terms}}/glossary_filtered.json" aliases="{{spoken_terms}}/alt2main.json" > /dev/null
     @{{python}} -m embed dataset=spoken_terms backbone=logmel > /dev/null
     @{{python}} -m lake.splits dataset=spoken_terms name=voices from_source=true > /dev/null
     @{{python}} -m heads head=retrieval dataset=spoken_terms backbone=logmel split=voices > /dev/null

@@ -13,7 +13,7 @@ InfoNCE both ways on terms and chunk texts, glossary hard negatives optional) on
 synthetic chunks of `audio_dim` (after one short warm-up fit) with 1–2 terms each out of `glossary` terms, at batch `batch`,
 for `epochs` epochs with validation each epoch as in training; chunks/s = train chunks × epochs / time.
 
-    python bench/retrieval.py [terms=1000000] [dim=512] [queries=10000] [k=10] [block=1000] [repeat=2]
+    python bench/retrieval.py [terms=1000000] [dim=512] [queries=10000] [k=10] [block=100] [repeat=2]
                               [chunks=20000] [audio_dim=768] [glossary=5000] [batch=256] [epochs=2] [hard=false]
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ class BenchConfig:
     dim: int = 512
     queries: int = 10_000
     k: int = 10
-    block: int = 1000
+    block: int = 100          # numpy: query rows per matmul (block × terms float32, and argpartition's int64 of it)
     repeat: int = 2
     chunks: int = 20_000
     audio_dim: int = 768

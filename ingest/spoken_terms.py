@@ -1,7 +1,7 @@
 """Spoken term chunks for the retrieval demo and tests: real speech, offline, from espeak-ng.
 
     python -m ingest.spoken_terms out=data/spoken_terms [voices=...] [test_voices=...]
-    just ingest dataset=spoken source=term_chunks path=data/spoken_terms/term_level_chunks_0_N.json \
+    just ingest dataset=spoken source=term_chunks path=data/spoken_terms \
         glossary=data/spoken_terms/glossary_filtered.json aliases=data/spoken_terms/alt2main.json
 
 Writes files in seed 003's own formats, so the demo runs the same ingest a user's GigaSpeech
@@ -120,6 +120,9 @@ def generate(cfg: Config) -> dict[str, Path]:
         "aliases": cfg.out / "alt2main.json",
     }
     atomic.write_json(chunks, files["chunks"])
+    for stale in cfg.out.glob("term_level_chunks_*.json"):  # another voice set's list: path=<out> reads them all
+        if stale != files["chunks"]:
+            stale.unlink()
     atomic.write_json({t: {"description": d} for t, d in TERMS.items()}, files["glossary"])
     atomic.write_json(ALIASES, files["aliases"])
     return files
