@@ -21,7 +21,7 @@ texts are each other's positives. `hard_negatives=glossary` adds, per step, the 
 nearest main terms (text space) of the batch's positive terms, each with probability
 `hard_ratio`, never a positive of the batch. `no_term=true` trains on chunks without a term
 (negatives of every term in the term→audio direction); false keeps them out of training (val
-still calibrates on them). AdamW, early stopping on val audio→term Recall@5 (`patience`).
+still calibrates on them). AdamW, early stopping on val audio→term mAP@10 (`patience`).
 
 Rejection: a chunk's score is its best term similarity, and with `no_term=true` minus its
 similarity to a learned "no term" vector (one more column in the audio→term InfoNCE: the
@@ -142,11 +142,8 @@ class Prepared:
 
 
 def _glossary(dataset: str) -> tuple[list[str], dict[str, str]]:
-    con = catalog.connect()
-    try:
-        rows = con.execute("SELECT term, main_term FROM glossary WHERE dataset = $d", {"d": dataset}).fetchall()
-    except Exception:  # no glossary table in this lake yet: the chunks' own terms are the glossary
-        rows = []
+    # a dataset without a glossary (the view is empty): the chunks' own terms are the glossary
+    rows = catalog.connect().execute("SELECT term, main_term FROM glossary WHERE dataset = $d", {"d": dataset}).fetchall()
     return sorted({m for _, m in rows if m}), {t: m for t, m in rows if t and m and t != m}
 
 
@@ -263,11 +260,12 @@ class Retriever:
                 sums += [float(x.detach()) for x in losses]
                 steps += 1
             sims = self.similarities(X[val_rows], term_vectors)
-            score = rm.audio_to_term(sims, [positives[i] for i in val_rows])["recall_at_5"]
+            # mAP@10, not Recall@5: it sees the rank of every positive, so it does not saturate on a small glossary
+            score = rm.audio_to_term(sims, [positives[i] for i in val_rows])["map_at_10"]
             score = -1.0 if score is None else score
             history.append({"epoch": epoch, "loss": sums[0] / max(steps, 1), "loss_term": sums[1] / max(steps, 1),
-                            "loss_text": sums[2] / max(steps, 1), "val_recall_at_5": score})
-            if score > best:
+                            "loss_text": sums[2] / max(steps, 1), "val_map_at_10": score})
+            if best_state is None or score > best:
                 best, best_state, waited = score, copy.deepcopy(self.net_.state_dict()), 0
             else:
                 waited += 1
@@ -385,8 +383,8 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
     per_layer = {}
     for layer in data.layers:
         model, metrics = _train_layer(cfg, data, seed, layer)
-        per_layer[layer] = metrics["val"]["recall_at_5"]
-        if chosen is None or (metrics["val"]["recall_at_5"] or 0) > (chosen[2]["val"]["recall_at_5"] or 0):
+        per_layer[layer] = metrics["val"]["map_at_10"]
+        if chosen is None or (metrics["val"]["map_at_10"] or 0) > (chosen[2]["val"]["map_at_10"] or 0):
             chosen = (layer, model, metrics)
     layer, model, metrics = chosen
     result = {**metrics, "layer": layer, "history": model.history_,

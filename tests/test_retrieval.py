@@ -100,3 +100,19 @@ def test_metrics_count_aliases_as_their_main_term_and_multiple_positives():
 def test_bad_config_is_refused_by_name(pairs, needle):
     with pytest.raises(ValueError, match=needle):
         Config(dataset="d", backbone="logmel", **pairs)
+
+
+def test_the_head_trains_with_glossary_hard_negatives_and_writes_its_index():
+    import faiss
+
+    from heads.testing import toy_lake
+    from heads.train import train
+
+    toy_lake(n=90, classes=4, dim=8)  # terms = [label]: four well separated clusters, no glossary table, no texts
+    run = train("retrieval", dataset="toy", backbone="fake", hard_negatives="glossary", hard_k=2, epochs=40, batch=16,
+                dim=16, hidden=16)
+    assert run.metrics["test"]["recall_at_1"] > 0.8
+    assert run.metrics["data"]["terms"] == 4
+    index = faiss.read_index(str(run.folder / "index.faiss"))
+    assert index.ntotal == 4 and index.d == 16
+    assert run.metrics["test"]["no_term_chunks"] == 0 and run.metrics["test"]["rejection_rate"] is None
