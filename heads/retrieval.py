@@ -25,9 +25,8 @@ still calibrates on them). AdamW, early stopping on val audio→term mAP@10 (`pa
 
 Rejection: a chunk's score is its best term similarity, and with `no_term=true` minus its
 similarity to a learned "no term" vector (one more column in the audio→term InfoNCE: the
-positive of every chunk without a term, a negative of every other; on the espeak demo this
-margin separates no-term chunks at ROC-AUC 0.79 where the bare best similarity gives 0.66). The
-threshold is the lowest one whose false-accept rate on val's no-term chunks is ≤
+positive of every chunk without a term, a negative of every other: it learns what "no term"
+sounds like, which the bare best similarity cannot). The threshold is the lowest one whose false-accept rate on val's no-term chunks is ≤
 `max_false_accept`. Stored in model.pt.
 Metrics: heads/retrieval_metrics.py. Plots: similarity histograms (term vs no-term), ROC.
 Artifact: `index.faiss`, a FAISS inner-product index over the projected, normalised main terms
