@@ -71,3 +71,18 @@ def test_chunks_with_and_without_terms_aliases_and_a_missing_file(tmp_path):
 def test_normalisation_and_the_seeds_filter():
     assert normal("  Deep\tLEARNING ") == "deep learning"
     assert keep_term("gpu") and not keep_term("ab") and not keep_term("2024") and keep_term("gpt-4")
+
+
+def test_term_coverage_query_lists_unspoken_terms_first(tmp_path):
+    from lake import queries
+
+    write_clip(tmp_path / "a.wav", seconds=0.3)
+    (tmp_path / "chunks.json").write_text(json.dumps([
+        {"term_chunk_audio": "a.wav", "term_chunk_audio_ground_truth_terms": ["Beam Search"]}]))
+    (tmp_path / "glossary.json").write_text(json.dumps({"beam search": "a decoder", "kernel": {}}))
+    ingest("cov", source="term_chunks", path=tmp_path / "chunks.json", glossary=tmp_path / "glossary.json", workers=1)
+    text = queries.resolve("term_coverage").read_text()
+    assert text.startswith("-- purpose: ") and "-- $dataset: " in text
+    rows = queries.run_file(catalog.connect(), "term_coverage", dataset="cov").to_pylist()
+    assert rows == [{"main_term": "kernel", "description": None, "chunks": 0},
+                    {"main_term": "beam search", "description": "a decoder", "chunks": 1}]
