@@ -4,6 +4,7 @@ set positional-arguments
 set shell := ["bash", "-cu"]
 
 python := env_var_or_default("PYTHON", "python")
+spoken_terms := env_var_or_default("AUDIOLAKE_ROOT", "data") / "sources" / "spoken_terms"
 first_test_song := "group_id = (SELECT min(t.group_id) FROM tracks t JOIN splits s USING (dataset, track_id) WHERE s.split_name = 'singing' AND s.split = 'test')"
 
 # list the recipes
@@ -60,6 +61,16 @@ demo *args:
     @{{python}} -m lake.sql file=queries/collisions.sql run_id=latest
     @{{python}} -m heads head=playlist dataset=demo epochs=20
     @{{python}} -m heads.playlist_generate run=latest dataset=demo "calm ambient for sleep" n=8
+    @# seed 003: glossary terms spoken by espeak-ng in 11 voices; the test voices are never heard in training
+    @echo "term retrieval on espeak-ng speech (held-out voices): test Recall@5 and the rejection rate of chunks without a term:"
+    @{{python}} -m ingest.spoken_terms out="{{spoken_terms}}" > /dev/null
+    @{{python}} -m ingest dataset=spoken_terms source=term_chunks path="{{spoken_terms}}" glossary="{{spoken_terms}}/glossary_filtered.json" aliases="{{spoken_terms}}/alt2main.json" > /dev/null
+    @{{python}} -m embed dataset=spoken_terms backbone=logmel > /dev/null
+    @{{python}} -m lake.splits dataset=spoken_terms name=voices from_source=true > /dev/null
+    @{{python}} -m heads head=retrieval dataset=spoken_terms backbone=logmel split=voices > /dev/null
+    @{{python}} -m lake.sql "SELECT run_id, round(CAST(json_extract(metrics, '$.test.recall_at_5') AS DOUBLE), 3) AS recall_at_5, round(CAST(json_extract(metrics, '$.test.rejection_rate') AS DOUBLE), 3) AS rejection_rate, round(CAST(json_extract(metrics, '$.test.false_accept_rate') AS DOUBLE), 3) AS false_accept_rate FROM runs WHERE head = 'retrieval' AND dataset = 'spoken_terms' ORDER BY created_at DESC LIMIT 1"
+    @echo "just search-terms on two test-voice chunks: 'transformer' and 'see you later' (no term):"
+    @{{python}} -m heads.retrieval_search run=latest dataset=spoken_terms "{{spoken_terms}}/chunks/en-us_f5/000.wav" "{{spoken_terms}}/chunks/en-us_f5/045.wav" k=3
 
 # a dcas run's list for one user and target culture: just recommend run=latest dataset=demo user=west-u003 target_culture=maqam k=20
 recommend *args:
@@ -100,6 +111,10 @@ score *args:
 # a playlist from a title by a head=playlist run: just playlist run=latest "quiet piano for study" n=20
 playlist *args:
     @{{python}} -m heads.playlist_generate "$@"
+
+# glossary terms spoken in audio files, or "no term": just search-terms run=RUN_ID chunk.wav k=5 | run=latest dataset=spoken_terms FILE
+search-terms *args:
+    @{{python}} -m heads.retrieval_search "$@"
 
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import dcas, playlist, probe, scorer, semantic_ids
+from heads import dcas, playlist, probe, retrieval, scorer, semantic_ids
 
 HEADS: dict[str, ModuleType] = {
     "dcas": dcas,
     "playlist": playlist,
     "probe": probe,
     "scorer": scorer,
+    "retrieval": retrieval,
     "semantic_ids": semantic_ids,
 }
 

@@ -62,7 +62,7 @@ def ranks(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def toy_lake(dataset: str = "toy", n: int = 120, classes: int = 3, dim: int = 8, seed: int = 0,
              ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, Any]:
-    """tracks (label = class name; a score that the vectors' second column carries, in groups of
+    """tracks (label = class name; terms = [label], the retrieval head's target; a score that the vectors' second column carries, in groups of
     6 consecutive tracks with their ranks), split `default`, and backbone `fake` whose vectors
     carry the label and the score."""
     X, y = clusters(n, dim, classes, separation=1.5, seed=seed)
@@ -72,7 +72,8 @@ def toy_lake(dataset: str = "toy", n: int = 120, classes: int = 3, dim: int = 8,
     groups = np.array([f"g{i // 6:04d}" for i in range(n)])
     rank = ranks(score, groups)
     write_tracks(dataset, [{"track_id": t, "label": names[k], "speaker_id": f"s{i % 7}", "score": float(score[i]),
-                            "group_id": str(groups[i]), "rank": int(rank[i])}
+                            "group_id": str(groups[i]), "rank": int(rank[i]),
+                            "terms": [names[k]]}
                            for i, (t, k) in enumerate(zip(ids, y))])
     cut = np.cumsum([int(r * n) for r in ratios[:2]])
     parts = np.where(np.arange(n) < cut[0], "train", np.where(np.arange(n) < cut[1], "val", "test"))

@@ -37,8 +37,11 @@ def ingest(dataset: str, console: Console | None = None, **options: Any) -> buil
     if hasattr(module, "ingest_table"):  # a table source (playlists): no audio, no shards
         return module.ingest_table(dataset, source_cfg)
     total = module.count(source_cfg) if hasattr(module, "count") else None
-    return build.run(ingest_options, module.items(source_cfg), module.fingerprint(source_cfg),
-                     total=total, console=console)
+    result = build.run(ingest_options, module.items(source_cfg), module.fingerprint(source_cfg),
+                       total=total, console=console)
+    if hasattr(module, "after_commit"):  # a source's own table beside tracks (term_chunks: glossary)
+        module.after_commit(source_cfg, dataset)
+    return result
 
 
 def _text(value: Any) -> str:

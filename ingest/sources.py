@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ingest import demo, eatd, folder, hf, playlists, ranking_json
+from ingest import demo, eatd, folder, hf, playlists, ranking_json, term_chunks
 
 SOURCES: dict[str, ModuleType] = {
     "demo": demo,
@@ -18,6 +18,7 @@ SOURCES: dict[str, ModuleType] = {
     "eatd": eatd,
     "ranking_json": ranking_json,
     "playlists": playlists,
+    "term_chunks": term_chunks,
 }
 
 # dataset name → (source, default options); the user's key=value options override these.

@@ -136,6 +136,20 @@ SEMANTIC_IDS = pa.schema([
     ("codes", pa.list_(pa.int32())),  # one code per level (plus the dedup digit when asked)
 ])
 
+GLOSSARY = pa.schema([
+    ("dataset", pa.string()),
+    ("term", pa.string()),         # normalised (ingest.glossary.normal): a main term or an alias
+    ("main_term", pa.string()),    # the term itself, or the main term the alias stands for
+    ("description", pa.string()),
+])
+
+TEXT_EMBEDDINGS = pa.schema([
+    ("text_model", pa.string()),   # the partition: a path-safe key of `model` (heads/retrieval_text.py)
+    ("model", pa.string()),        # the text model as asked for: hash, hf:<id or dir>, muq-mulan
+    ("text", pa.string()),         # a term or a chunk text, as encoded
+    pa.field("emb", pa.list_(pa.field("element", pa.float32(), nullable=False)), nullable=False),
+])
+
 # Tables written by later stages; their schemas join this dict as their stages land.
 TABLES: dict[str, pa.Schema] = {
     "tracks": TRACKS,
@@ -147,6 +161,8 @@ TABLES: dict[str, pa.Schema] = {
     "runs": RUNS,
     "playlists": PLAYLISTS,
     "semantic_ids": SEMANTIC_IDS,
+    "glossary": GLOSSARY,
+    "text_embeddings": TEXT_EMBEDDINGS,
 }
 
 # Hive partition keys per table: the directory levels under tables/<table>/.
@@ -160,6 +176,8 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     "runs": ("dataset",),
     "playlists": ("dataset",),
     "semantic_ids": ("dataset", "run_id"),
+    "glossary": ("dataset",),
+    "text_embeddings": ("text_model",),
 }
 
 # Columns a part must have to be read as that table (with types `compatible_type` accepts);
@@ -174,6 +192,8 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id", "head"),
     "playlists": ("playlist_id", "track_id"),
     "semantic_ids": ("track_id", "codes"),
+    "glossary": ("term", "main_term"),
+    "text_embeddings": ("text", "emb"),
 }
 
 

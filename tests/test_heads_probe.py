@@ -178,7 +178,8 @@ def test_every_head_module_is_registered():
         else:
             # the playlist head learns a semantic_ids run's codes from playlists: the toy lake gets both
             keys = {"semantic_ids": playlist_demo.toy_run("toy")} if name == "playlist" else {}
-            cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score", **keys)
+            target = {"probe": "label", "retrieval": "terms"}.get(name, "score")
+            cfg = module.Config(dataset="toy", backbone="fake", target=target, **keys)
         data = load(cfg, module.inputs(cfg))
         module.describe(cfg, data)
         estimator = module.build(cfg, 0, data)

@@ -1,0 +1,133 @@
+"""Text vectors for the retrieval head: terms and chunk texts, encoded once per text model.
+
+    vectors = text_vectors("hash", ["transformer", "beam search"])   # float32 [2, dim], L2-normalised
+
+Text models (`text_model=`):
+- `hash` (the offline default): character n-grams (3–5, words padded with spaces) hashed
+  (CRC32, signed) into 1024 dimensions, L2-normalised. A real, deterministic encoder with no
+  weights: spelling neighbours are near each other ("transformer" / "transformers"), meaning is
+  not; the projection head learns the rest.
+- `hf:<hub id or local dir>`: any Hugging Face text encoder (a sentence-transformers checkpoint
+  such as sentence-transformers/all-MiniLM-L6-v2, or a BERT saved with save_pretrained), loaded
+  with plain transformers, mean-pooled over the attention mask, L2-normalised.
+- `muq-mulan`: MuQ-MuLan's text tower (embed.text.encode), in the space of its audio vectors.
+
+Storage: the `text_embeddings` table (tables/text_embeddings/text_model=<key>/part-<hash>.parquet:
+model, text, emb), so retraining never re-encodes a glossary; only texts not stored yet are
+encoded, and they land in a new part, written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lake import atomic, catalog, paths
+
+HASH_DIM = 1024
+NGRAMS = (3, 4, 5)
+
+
+def model_key(model: str) -> str:
+    """A partition-safe name for a text model spec (hf:org/name → hf-org--name-<8 hex>)."""
+    if re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", model):
+        return model
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.replace("/", "--")).strip("-")[:60]
+    return f"{safe}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
+def hash_encode(texts: Sequence[str], dim: int = HASH_DIM) -> np.ndarray:
+    out = np.zeros((len(texts), dim), np.float32)
+    for row, text in enumerate(texts):
+        padded = f" {' '.join(text.casefold().split())} "
+        for n in NGRAMS:
+            for i in range(len(padded) - n + 1):
+                code = zlib.crc32(padded[i:i + n].encode("utf-8"))
+                out[row, code % dim] += 1.0 if (code >> 16) & 1 else -1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
+
+
+@lru_cache(maxsize=2)
+def _hf(source: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModel.from_pretrained(source).eval()
+    return tokenizer, model
+
+
+def hf_encode(source: str, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    import torch
+
+    tokenizer, model = _hf(source)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                              max_length=128, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            parts.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, model.config.hidden_size), np.float32)
+
+
+def encode(model: str, texts: Sequence[str]) -> np.ndarray:
+    """Vectors straight from the model (no storage)."""
+    if model == "hash":
+        return hash_encode(texts)
+    if model.startswith("hf:"):
+        source = model[3:]
+        if not source:
+            raise ValueError("text_model=hf: needs a hub id or a local folder after hf:")
+        return hf_encode(str(Path(source).expanduser()) if Path(source).expanduser().is_dir() else source, texts)
+    if model == "muq-mulan":
+        from embed.text import encode as backbone_encode
+        return backbone_encode(model, texts).matrix
+    raise ValueError(f"text_model={model!r}: hash, hf:<hub id or dir>, or muq-mulan")
+
+
+def _folder(model: str) -> Path:
+    return paths.partition_dir("text_embeddings", text_model=model_key(model))
+
+
+def stored(model: str) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    for part in sorted(_folder(model).glob("part-*.parquet")):
+        table = pq.read_table(part)
+        if table.num_rows == 0:
+            continue
+        matrix = np.stack(table.column("emb").to_numpy(zero_copy_only=False)).astype(np.float32)
+        found.update(zip(table.column("text").to_pylist(), matrix))
+    return found
+
+
+def text_vectors(model: str, texts: Sequence[str]) -> np.ndarray:
+    """float32 [len(texts), dim] in the order given; texts not stored yet are encoded and stored."""
+    texts = list(texts)
+    bad = next((t for t in texts if not isinstance(t, str) or not t.strip()), None)
+    if bad is not None:
+        raise ValueError(f"text {bad!r}: every text must be a non-empty string")
+    known = stored(model)
+    missing = sorted(set(texts) - set(known))
+    if missing:
+        matrix = encode(model, missing)
+        digest = hashlib.sha256("\0".join(missing).encode()).hexdigest()[:16]
+        table = pa.table({"model": [model] * len(missing), "text": missing,
+                          "emb": pa.array(list(matrix), pa.list_(pa.float32()))})
+        atomic.write_parquet(table, _folder(model) / f"part-{digest}.parquet")
+        catalog.refresh()
+        known.update(zip(missing, matrix))
+    dims = {known[t].shape[0] for t in texts}
+    if len(dims) > 1:
+        raise ValueError(f"text_model={model}: stored vectors of different widths {sorted(dims)}; "
+                         f"delete {_folder(model)} to re-encode")
+    return np.stack([known[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, 0), np.float32)

@@ -1,0 +1,52 @@
+"""Text vectors: stored once per text model, read back instead of re-encoded; an hf: model from a folder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heads import retrieval_text
+from heads.retrieval_text import text_vectors
+from lake import catalog
+
+
+def tiny_bert(path):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    torch.manual_seed(3)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "beam", "search", "gpu", "transformer", "the", "a"]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(words + list("abcdefghijklmnopqrstuvwxyz")) + "\n")
+    BertTokenizer(str(path / "vocab.txt")).save_pretrained(path)
+    BertModel(BertConfig(vocab_size=len(words) + 26, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=20, max_position_embeddings=32)).save_pretrained(path)
+    return path
+
+
+def test_vectors_are_stored_once_and_read_back(monkeypatch):
+    calls = []
+    real = retrieval_text.encode
+    monkeypatch.setattr(retrieval_text, "encode", lambda model, texts: calls.append(list(texts)) or real(model, texts))
+    first = text_vectors("hash", ["gpu", "beam search", "gpu"])
+    again = text_vectors("hash", ["beam search", "transformer", "gpu"])
+    assert calls == [["beam search", "gpu"], ["transformer"]]  # only what was not stored yet
+    np.testing.assert_array_equal(first[1], again[0])
+    np.testing.assert_array_equal(first[0], first[2])
+    rows = catalog.connect().sql("SELECT text_model, model, text FROM text_embeddings ORDER BY text").fetchall()
+    assert rows == [("hash", "hash", "beam search"), ("hash", "hash", "gpu"), ("hash", "hash", "transformer")]
+    with pytest.raises(ValueError, match="non-empty"):
+        text_vectors("hash", ["ok", "  "])
+
+
+def test_a_hugging_face_text_model_from_a_folder(tmp_path):
+    folder = tiny_bert(tmp_path / "bert")
+    model = f"hf:{folder}"
+    vectors = text_vectors(model, ["beam search", "gpu", "the transformer"])
+    assert vectors.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)  # mean-pooled, normalised
+    assert not np.allclose(vectors[0], vectors[1])
+    key = retrieval_text.model_key(model)
+    assert key.startswith("hf-") and "/" not in key
+    assert catalog.connect().execute("SELECT count(*) FROM text_embeddings WHERE text_model = $k", {"k": key}).fetchone()[0] == 3
+    with pytest.raises(ValueError, match="text_model"):
+        text_vectors("word2vec", ["x"])
