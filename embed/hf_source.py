@@ -11,7 +11,6 @@ that runs is the code someone read, and a later push changes nothing here.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -174,12 +173,9 @@ def revision(source: Source, config, remote_code: bool, requested: str = "") -> 
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     if not files:
         return "no-weight-files"
-    digest = hashlib.sha256()
-    for path in files:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    from embed.file_digest import sha256_of  # remembered by the files' stat: not re-read every job
+
+    return "sha256:" + sha256_of(files)
 
 
 def hub_commit(model_id: str, requested: str) -> str | None:
