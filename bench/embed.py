@@ -9,21 +9,25 @@ that one clip, `np.save` one file.
 Printed: share of wall time inside the model's forward (target >= 95% on CPU), engine vs
 naive clips/s (fp32 target >= 1.0x on CPU; precision=bf16 target >= 1.8x with its cosine to
 fp32 reported), and, where CUDA is present, engine vs naive on the GPU (target >= 10x) and
-engine vs forward-only at the best batch size (target >= 70%).
+engine vs forward-only at the best batch size (target >= 70%). The CPU runs are interleaved,
+naive, engine fp32, engine bf16, naive, ... for `rounds` rounds, and their medians compared, so
+a neighbour's load on a shared machine does not decide a ratio; each round's ratio is printed too.
 
-    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn] [batch_size=4]
+    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn] [batch_size=4] [rounds=3]
 """
 from __future__ import annotations
 
 import io
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -43,6 +47,7 @@ class BenchConfig:
     models: tuple[str, ...] = ("mert", "musicnn")
     batch_size: int = 0       # the engine's default (1 on CPU)
     loader_workers: int = 1
+    rounds: int = 3           # each run once per round, A B A B ...; medians are compared
 
 
 def make_clips(folder: Path, cfg: BenchConfig) -> list[Path]:
@@ -111,7 +116,31 @@ def engine_run(backbone: str, name: str, cfg: BenchConfig, dataset: str, **optio
 
     with redirect_stderr(io.StringIO()):
         return run(EmbedConfig(dataset=dataset, backbone=backbone, name=name, batch_size=cfg.batch_size,
-                               loader_workers=cfg.loader_workers, max_seconds=cfg.seconds, **options))
+                               loader_workers=cfg.loader_workers, max_seconds=cfg.seconds, force=True, **options))
+
+
+def interleaved(runs: dict[str, Callable[[], tuple[float, float | None]]], rounds: int) -> dict[str, list]:
+    """{name: [(seconds, in-model share), ...]}: every run once per round, in turn, so a neighbour's
+    load on a shared machine lands on all of them alike rather than on whichever ran at the time."""
+    times: dict[str, list] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, one in runs.items():
+            times[name].append(one())
+    return times
+
+
+def timed(result) -> tuple[float, float]:
+    return result.seconds, share(result)
+
+
+def add_rows(rows: list, times: dict[str, list], clips: int) -> None:
+    """Medians of the rounds; the first run is the baseline of the others."""
+    baseline = statistics.median(t for t, _ in next(iter(times.values())))
+    for name, runs in times.items():
+        seconds = statistics.median(t for t, _ in runs)
+        shares = [s for _, s in runs if s is not None]
+        rows.append((name, clips, seconds, statistics.median(shares) if shares else None, baseline / seconds,
+                     [first[0] / t for first, (t, _) in zip(next(iter(times.values())), runs)]))
 
 
 def forward_only(model_dir: Path, device: str, seconds: float, batches=(1, 2, 4, 8, 16)) -> tuple[int, float]:
@@ -168,23 +197,29 @@ def main(argv: list[str]) -> int:
         if "mert" in cfg.models:
             model_dir = mert_shaped(work / "mert-shaped")
             (work / "naive").mkdir()
-            naive_s = naive_mert(files[:cfg.clips], model_dir, work / "naive", "cpu")
-            fp32 = engine_run(f"hf:{model_dir}", "mert-fp32", cfg, "mert", device="cpu")
-            bf16 = engine_run(f"hf:{model_dir}", "mert-bf16", cfg, "mert", device="cpu", precision="bf16")
-            rows += [("mert-shaped naive loop (fp32)", cfg.clips, naive_s, None, 1.0),
-                     ("mert-shaped engine fp32", cfg.clips, fp32.seconds, share(fp32), naive_s / fp32.seconds),
-                     ("mert-shaped engine bf16", cfg.clips, bf16.seconds, share(bf16), naive_s / bf16.seconds)]
+            add_rows(rows, interleaved({
+                "mert-shaped naive loop (fp32)": lambda: (naive_mert(files[:cfg.clips], model_dir, work / "naive",
+                                                                     "cpu"), None),
+                "mert-shaped engine fp32": lambda: timed(engine_run(f"hf:{model_dir}", "mert-fp32", cfg, "mert",
+                                                                    device="cpu")),
+                "mert-shaped engine bf16": lambda: timed(engine_run(f"hf:{model_dir}", "mert-bf16", cfg, "mert",
+                                                                    device="cpu", precision="bf16")),
+            }, cfg.rounds), cfg.clips)
             bf16_cos = cosine(vectors("mert", "mert-fp32"), vectors("mert", "mert-bf16"))
         if "musicnn" in cfg.models:
             (work / "naive-musicnn").mkdir()
-            naive_s = naive_musicnn(files[:cfg.musicnn_clips], work / "naive-musicnn")
-            result = engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn", device="cpu")
-            rows += [("musicnn-mtt naive loop", cfg.musicnn_clips, naive_s, None, 1.0),
-                     ("musicnn-mtt engine", cfg.musicnn_clips, result.seconds, share(result), naive_s / result.seconds)]
-        print(f"\n{'CPU':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}{'in model':>10}{'vs naive':>10}")
-        for name, clips, secs, in_model, ratio in rows:
+            add_rows(rows, interleaved({
+                "musicnn-mtt naive loop": lambda: (naive_musicnn(files[:cfg.musicnn_clips], work / "naive-musicnn"),
+                                                   None),
+                "musicnn-mtt engine": lambda: timed(engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn",
+                                                               device="cpu")),
+            }, cfg.rounds), cfg.musicnn_clips)
+        print(f"\n{'CPU, median of ' + str(cfg.rounds) + ' rounds':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}"
+              f"{'in model':>10}{'vs naive':>10}  per round")
+        for name, clips, secs, in_model, ratio, per_round in rows:
             print(f"{name:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
-                  f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x")
+                  f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x  "
+                  + " ".join(f"{r:.2f}" for r in per_round))
         print("(wall time includes model loading for both; 'in model' is the forward's share of the time after loading)")
         if "mert" in cfg.models:
             print(f"\nbf16 vs fp32 vectors: mean cosine {bf16_cos:.5f} (expected >= 0.999)")
