@@ -119,8 +119,9 @@ def engine_run(backbone: str, name: str, cfg: BenchConfig, dataset: str, **optio
                                loader_workers=cfg.loader_workers, max_seconds=cfg.seconds, force=True, **options))
 
 
-def interleaved(runs: dict[str, Callable[[], tuple[float, float | None]]], rounds: int) -> dict[str, list]:
-    """{name: [(seconds, in-model share), ...]}: every run once per round, in turn, so a neighbour's
+def interleaved(runs: dict[str, Callable[[], tuple]], rounds: int) -> dict[str, list]:
+    """{name: [(seconds, in-model share, seconds per clip after loading), ...]}: every run once
+    per round, in turn, so a neighbour's
     load on a shared machine lands on all of them alike rather than on whichever ran at the time."""
     times: dict[str, list] = {name: [] for name in runs}
     for _ in range(rounds):
@@ -129,18 +130,41 @@ def interleaved(runs: dict[str, Callable[[], tuple[float, float | None]]], round
     return times
 
 
-def timed(result) -> tuple[float, float]:
-    return result.seconds, share(result)
+def timed(result) -> tuple[float, float, float]:
+    return result.seconds, share(result), (result.seconds - result.load_seconds) / max(1, result.embedded)
 
 
 def add_rows(rows: list, times: dict[str, list], clips: int) -> None:
     """Medians of the rounds; the first run is the baseline of the others."""
-    baseline = statistics.median(t for t, _ in next(iter(times.values())))
+    baseline_runs = next(iter(times.values()))
+    baseline = statistics.median(t for t, *_ in baseline_runs)
     for name, runs in times.items():
-        seconds = statistics.median(t for t, _ in runs)
-        shares = [s for _, s in runs if s is not None]
+        seconds = statistics.median(t for t, *_ in runs)
+        shares = [s for _, s, *_ in runs if s is not None]
+        per_clip = [c for *_, c in runs if c is not None]
         rows.append((name, clips, seconds, statistics.median(shares) if shares else None, baseline / seconds,
-                     [first[0] / t for first, (t, _) in zip(next(iter(times.values())), runs)]))
+                     [first[0] / t for first, (t, *_) in zip(baseline_runs, runs)],
+                     statistics.median(per_clip) if per_clip else None))
+
+
+SHARD_CLIPS = 500           # a 256 MB shard of 30 s MP3s at ~0.5 MB each
+CORPUS = 1_000_000
+WORKER_START_S = 30.0       # a worker's process start, imports and model load, paid once per worker
+
+
+def scale_note(rows: list, seconds: float) -> None:
+    """The engine's measured seconds per clip, per shard, and for a 1M-clip corpus on N workers."""
+    print(f"\nscale, from the medians above ({seconds:g} s clips, this machine's cores per worker; assumed: "
+          f"{SHARD_CLIPS} clips a shard, {WORKER_START_S:g} s to start a worker, shards evenly spread, the lake's "
+          "storage keeps up):")
+    shards = -(-CORPUS // SHARD_CLIPS)
+    for name, *_, per_clip in rows:
+        if per_clip is None:
+            continue
+        shard_s = per_clip * SHARD_CLIPS
+        hours = {n: (WORKER_START_S + -(-shards // n) * shard_s) / 3600 for n in (1, 8, 64, 512)}
+        print(f"  {name:29} {per_clip:6.3f} s/clip  {shard_s / 60:6.1f} min/shard  1M clips: "
+              + ", ".join(f"{h:,.1f} h on {n}" for n, h in hours.items()))
 
 
 def forward_only(model_dir: Path, device: str, seconds: float, batches=(1, 2, 4, 8, 16)) -> tuple[int, float]:
@@ -199,7 +223,7 @@ def main(argv: list[str]) -> int:
             (work / "naive").mkdir()
             add_rows(rows, interleaved({
                 "mert-shaped naive loop (fp32)": lambda: (naive_mert(files[:cfg.clips], model_dir, work / "naive",
-                                                                     "cpu"), None),
+                                                                     "cpu"), None, None),
                 "mert-shaped engine fp32": lambda: timed(engine_run(f"hf:{model_dir}", "mert-fp32", cfg, "mert",
                                                                     device="cpu")),
                 "mert-shaped engine bf16": lambda: timed(engine_run(f"hf:{model_dir}", "mert-bf16", cfg, "mert",
@@ -210,17 +234,18 @@ def main(argv: list[str]) -> int:
             (work / "naive-musicnn").mkdir()
             add_rows(rows, interleaved({
                 "musicnn-mtt naive loop": lambda: (naive_musicnn(files[:cfg.musicnn_clips], work / "naive-musicnn"),
-                                                   None),
+                                                   None, None),
                 "musicnn-mtt engine": lambda: timed(engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn",
                                                                device="cpu")),
             }, cfg.rounds), cfg.musicnn_clips)
         print(f"\n{'CPU, median of ' + str(cfg.rounds) + ' rounds':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}"
               f"{'in model':>10}{'vs naive':>10}  per round")
-        for name, clips, secs, in_model, ratio, per_round in rows:
+        for name, clips, secs, in_model, ratio, per_round, _ in rows:
             print(f"{name:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
                   f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x  "
                   + " ".join(f"{r:.2f}" for r in per_round))
         print("(wall time includes model loading for both; 'in model' is the forward's share of the time after loading)")
+        scale_note(rows, cfg.seconds)
         if "mert" in cfg.models:
             print(f"\nbf16 vs fp32 vectors: mean cosine {bf16_cos:.5f} (expected >= 0.999)")
             print("targets (CPU): in-model share >= 95%; engine fp32 >= 1.0x naive; bf16 >= 1.8x naive")
