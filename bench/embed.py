@@ -48,6 +48,7 @@ class BenchConfig:
     batch_size: int = 0       # the engine's default (1 on CPU)
     loader_workers: int = 1
     rounds: int = 3           # each run once per round, A B A B ...; medians are compared
+    forward_reps: int = 5     # the forward alone, engine vs naive on one clip, interleaved: the ceiling of the ratios
 
 
 def make_clips(folder: Path, cfg: BenchConfig) -> list[Path]:
@@ -145,6 +146,41 @@ def add_rows(rows: list, times: dict[str, list], clips: int) -> None:
         rows.append((name, clips, seconds, statistics.median(shares) if shares else None, baseline / seconds,
                      [first[0] / t for first, (t, *_) in zip(baseline_runs, runs)],
                      statistics.median(per_clip) if per_clip else None))
+
+
+def forward_ceiling(model_dir: Path, clip: Path, reps: int) -> dict[str, float]:
+    """Seconds of one clip's forward, median of `reps` interleaved calls: the naive loop's, and
+    the engine's backbone in fp32 and in bf16 (inside one autocast region, as a shard runs).
+    Whatever the engine does around the forward, its job ratio cannot beat these."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from embed.hf import load_hf
+
+    audio, rate = sf.read(clip, dtype="float32")
+    wave = soxr.resample(audio.mean(axis=1), rate, 24000).astype(np.float32)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    inputs = AutoFeatureExtractor.from_pretrained(model_dir)(wave, sampling_rate=24000, return_tensors="pt")
+    fp32, bf16 = (load_hf(f"hf:{model_dir}", device="cpu", precision=p) for p in ("fp32", "bf16"))
+
+    def naive() -> None:
+        with torch.no_grad():
+            model(**inputs).last_hidden_state.mean(dim=1)
+
+    def in_bf16() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16.embed([wave])
+
+    runs = {"naive": naive, "fp32": lambda: fp32.embed([wave]), "bf16": in_bf16}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        for one in runs.values():
+            one()  # warm-up
+        for _ in range(reps):
+            for name, one in runs.items():
+                started = time.perf_counter()
+                one()
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 SHARD_CLIPS = 500           # a 256 MB shard of 30 s MP3s at ~0.5 MB each
@@ -245,6 +281,11 @@ def main(argv: list[str]) -> int:
                   f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x  "
                   + " ".join(f"{r:.2f}" for r in per_round))
         print("(wall time includes model loading for both; 'in model' is the forward's share of the time after loading)")
+        if "mert" in cfg.models and cfg.forward_reps:
+            forward = forward_ceiling(model_dir, files[0], cfg.forward_reps)
+            print(f"forward alone, one clip, median of {cfg.forward_reps} interleaved: naive {forward['naive']:.2f} s, "
+                  f"engine fp32 {forward['fp32']:.2f} s ({forward['naive'] / forward['fp32']:.2f}x), engine bf16 "
+                  f"{forward['bf16']:.2f} s ({forward['naive'] / forward['bf16']:.2f}x): the ceiling of the job ratios")
         scale_note(rows, cfg.seconds)
         if "mert" in cfg.models:
             print(f"\nbf16 vs fp32 vectors: mean cosine {bf16_cos:.5f} (expected >= 0.999)")
