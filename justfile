@@ -4,6 +4,7 @@ set positional-arguments
 set shell := ["bash", "-cu"]
 
 python := env_var_or_default("PYTHON", "python")
+first_test_song := "group_id = (SELECT min(t.group_id) FROM tracks t JOIN splits s USING (dataset, track_id) WHERE s.split_name = 'singing' AND s.split = 'test')"
 
 # list the recipes
 default:
@@ -21,7 +22,7 @@ embed *args:
 weights:
     @{{python}} -c "from embed.musicnn import ensure_wheel; print(ensure_wheel())"
 
-# the main job on the offline demo data: ingest, embed (musicnn-mtt, logmel), SQL answers, probes
+# the main job on the offline demo data: ingest, embed (musicnn-mtt, logmel), SQL answers, probes, the singing scorer
 demo *args:
     @{{python}} -m ingest dataset=demo "$@"
     @{{python}} -m embed dataset=demo backbone=musicnn-mtt
@@ -38,6 +39,15 @@ demo *args:
     @{{python}} -m heads head=probe dataset=demo backbone=logmel target=culture
     @{{python}} -m heads.compare dataset=demo head=probe target=label
     @{{python}} -m heads.compare dataset=demo head=probe target=culture
+    @# seed 001 on the singing clips: a song's takes (one group_id) stay in one split, singers span all three
+    @{{python}} -m lake.splits dataset=demo name=singing where="speaker_id IS NOT NULL" stratify= group=group_id ratios=0.6,0.2,0.2 > /dev/null
+    @echo "the singing scorer, without and with a speaker adversary (in half the groups the score follows the singer):"
+    @{{python}} -m heads head=scorer dataset=demo backbone=musicnn-mtt split=singing > /dev/null
+    @{{python}} -m heads head=scorer dataset=demo backbone=musicnn-mtt split=singing adversary=speaker_id > /dev/null
+    @{{python}} -m heads.compare dataset=demo head=scorer
+    @echo "just score on two files: two takes of the first test song, exported from the shards (their truth below):"
+    @{{python}} -m heads.score run=latest head=scorer dataset=demo $({{python}} -m heads.clips dataset=demo limit=2 where="{{first_test_song}}")
+    @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
 
 # data profile, checks and plots: just validate dataset=demo backbone=musicnn-mtt
 validate *args:
@@ -63,9 +73,13 @@ train *args:
 runs *args:
     @{{python}} -m heads.runs "$@"
 
-# backbones × metrics from the runs table: just compare dataset=demo head=probe target=label
+# backbones × metrics from the runs table: just compare dataset=demo head=probe target=label | head=scorer
 compare *args:
     @{{python}} -m heads.compare "$@"
+
+# a scorer run's scores for audio files: just score run=RUN_ID take1.wav take2.m4a | run=latest head=scorer dataset=demo FILE
+score *args:
+    @{{python}} -m heads.score "$@"
 
 # SQL over the lake: just sql "SELECT ..." | just sql file=queries/NAME.sql key=value
 sql *args:

@@ -13,7 +13,13 @@ engine vs forward-only at the best batch size (target >= 70%). The CPU runs are 
 naive, engine fp32, engine bf16, naive, ... for `rounds` rounds, and their medians compared, so
 a neighbour's load on a shared machine does not decide a ratio; each round's ratio is printed too.
 
-    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn] [batch_size=4] [rounds=3]
+Any registered backbone can be timed the same way, against the same naive loop around that
+backbone's own `embed` (one file at a time: read, resample, embed, `np.save`): a name (`campplus`,
+`qwen2-audio`: the real checkpoint, which must be downloaded or cached), `<kind>:<dir>`, or
+`tiny:<kind>` for the tests' tiny random model of that kind (tiny:muq, tiny:muq-mulan,
+tiny:campplus, tiny:ecapa, tiny:qwen2-audio, tiny:clap-fused).
+
+    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn,tiny:campplus,ecapa] [batch_size=4] [rounds=3]
 """
 from __future__ import annotations
 
@@ -110,6 +116,53 @@ def naive_musicnn(files: list[Path], out: Path) -> float:
         vector = tagger.embed_waveform(soxr.resample(audio.mean(axis=1), rate, 16000))["penultimate"]
         np.save(out / f"{path.stem}.npy", vector)
     return time.perf_counter() - started
+
+
+TINY = {"muq": "muq", "campplus": "campplus", "ecapa": "ecapa", "qwen2-audio": "qwen2_audio",
+        "clap-fused": "clap_fused"}
+
+
+def tiny_backbone(kind: str, work: Path) -> str:
+    """`<kind>:<dir>` of the tests' tiny random model of that kind, built into `work`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import tiny_models
+
+    if kind == "muq-mulan":
+        mulan = tiny_models.muq_mulan(work / "tiny-muq-mulan", tiny_models.muq(work / "tiny-muq"),
+                                      tiny_models.xlm_roberta(work / "tiny-xlm-roberta"))
+        return f"muq-mulan:{mulan}"
+    if kind not in TINY:
+        raise ValueError(f"models=tiny:{kind}: no tiny model of that kind (tiny: {', '.join([*TINY, 'muq-mulan'])})")
+    folder = getattr(tiny_models, TINY[kind])(work / f"tiny-{kind}")
+    return f"{'hf' if kind == 'clap-fused' else kind}:{folder}"
+
+
+def naive_backbone(files: list[Path], backbone: str, out: Path, seconds: float) -> float:
+    """The seeds' loop around one backbone: one file at a time, read, resample, embed, np.save."""
+    from embed import registry
+
+    started = time.perf_counter()
+    model = registry.load(backbone, "", "cpu", "fp32", None, registry.revision_for(backbone, ""))
+    for path in files:
+        audio, rate = sf.read(path, dtype="float32")
+        wave = soxr.resample(audio.mean(axis=1), rate, model.sample_rate)[:int(seconds * model.sample_rate)]
+        vectors = model.embed([wave.astype(np.float32)])
+        np.save(out / f"{path.stem}.npy", next(iter(vectors.values()))[0])
+    return time.perf_counter() - started
+
+
+def time_backbone(index: int, spec: str, files: list[Path], work: Path, cfg: BenchConfig) -> dict[str, list]:
+    """One registered backbone's naive loop and the engine on the same clips, interleaved."""
+    from embed.registry import default_name
+
+    backbone = tiny_backbone(spec[len("tiny:"):], work) if spec.startswith("tiny:") else spec
+    label = spec if spec.startswith("tiny:") else default_name(backbone)
+    out = work / f"naive-{index}"
+    out.mkdir()
+    return interleaved({
+        f"{label} naive loop": lambda: (naive_backbone(files[:cfg.clips], backbone, out, cfg.seconds), None, None),
+        f"{label} engine": lambda: timed(engine_run(backbone, f"bench-{index}", cfg, "clips", device="cpu")),
+    }, cfg.rounds)
 
 
 def engine_run(backbone: str, name: str, cfg: BenchConfig, dataset: str, **options):
@@ -251,6 +304,8 @@ def main(argv: list[str]) -> int:
                    metadata=_subset(work, files[:cfg.clips], "mert"))
             ingest("musicnn", source="folder", path=work / "clips", workers=1,
                    metadata=_subset(work, files[:cfg.musicnn_clips], "musicnn"))
+            ingest("clips", source="folder", path=work / "clips", workers=1,
+                   metadata=_subset(work, files[:cfg.clips], "clips"))
         print(f"{cfg.clips} clips of {cfg.seconds:g} s (44.1 kHz stereo WAV), torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, batch_size={cfg.batch_size}")
         rows = []
@@ -274,10 +329,13 @@ def main(argv: list[str]) -> int:
                 "musicnn-mtt engine": lambda: timed(engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn",
                                                                device="cpu")),
             }, cfg.rounds), cfg.musicnn_clips)
+        for index, spec in enumerate(cfg.models):
+            if spec not in ("mert", "musicnn"):
+                add_rows(rows, time_backbone(index, spec, files, work, cfg), cfg.clips)
         print(f"\n{'CPU, median of ' + str(cfg.rounds) + ' rounds':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}"
               f"{'in model':>10}{'vs naive':>10}  per round")
         for name, clips, secs, in_model, ratio, per_round, _ in rows:
-            print(f"{name:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
+            print(f"{name[:30]:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
                   f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x  "
                   + " ".join(f"{r:.2f}" for r in per_round))
         print("(wall time includes model loading for both; 'in model' is the forward's share of the time after loading)")

@@ -6,15 +6,19 @@ vector per waveform. Everything the `backbones` table records comes from `proven
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from lake import versions
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from lake import versions
+
 
 class Backbone(Protocol):
-    name: str            # the name embeddings are stored under (partition value)
+    # A label for messages. Vectors are stored under the job's name (EmbedConfig.name: name=, or
+    # registry.default_name of the backbone argument), which this label need not equal.
+    name: str
     sample_rate: int     # waveforms given to embed() are at this rate
     dim: int             # length of every vector it returns
     layers: tuple[str, ...]  # the layers embed() returns, in a stable order
@@ -60,3 +64,9 @@ def select_layers(requested: str, available: Sequence[str], default: str = "last
     if unknown:
         raise ValueError(f"layers={requested}: no layer {unknown[0]!r} (available: {', '.join(available)})")
     return chosen
+
+
+def name_from_path(target: str, fallback: str = "model") -> str:
+    """A storable name from a hub id or directory: its last component (`/models/my-mert` → `my-mert`)."""
+    tail = target.rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_\-]+", "-", tail).strip("-") or fallback

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from embed import registry, store
 from embed.loader import Clip
 from embed.shard import (CLIP_FAILURE, EmbedRefused, ShardResult, ShardSettings, ShardTask, ShardWorker,
-                         check_device, load_model, refuse_other_settings)
+                         check_device, claim_name, load_model, refuse_other_settings)
 from lake import atomic, catalog, locks, paths
 from lake.cli import make_console
 
@@ -289,7 +289,7 @@ def run(cfg: EmbedConfig, console: Console | None = None) -> EmbedResult:
             if store.read_backbone(cfg.name) is None:
                 # Every vector is there but the provenance row is not (set aside as damaged): the
                 # views need its width and the heads its settings, so the model states them again.
-                load_model(settings)
+                claim_name(settings, load_model(settings))
             result.seconds = time.perf_counter() - started
             return result
         result.load_seconds = time.perf_counter() - started

@@ -11,7 +11,12 @@ Three kinds, told apart by `config.model_type`:
   `ClapModel.get_audio_features` returns: the projection, L2-normalised; `pooled` is the audio
   tower's pooler output before the projection. Clips longer than the extractor's window (10 s)
   are cut into evenly spaced full windows whose vectors are averaged (`projected` re-normalised),
-  so the extractor's random crops never run.
+  so the extractor's random crops never run. A fused CLAP (`enable_fusion`, e.g. clap-fused =
+  laion/clap-htsat-fused, seed 002's model) takes a long clip whole, as it was trained to: the
+  extractor's `truncation="fusion"` input (the whole clip's mel squeezed to 10 s, plus three 10 s
+  crops from its front, middle and back thirds) with `is_longer` set for clips over 10 s only. The
+  crop positions are drawn at random by the extractor; they are drawn from a fixed seed per clip
+  (numpy's global state is restored after), so a clip always gets the same vector.
 
 A clip's vector never depends on its batch-mates: masked padding where the model supports it,
 otherwise equal-length sub-batches (group-norm feature encoders, e.g. wav2vec2-base, MERT, see
@@ -28,10 +33,11 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
-from embed.backbone import Provenance, package_versions, select_layers
+from embed.backbone import Provenance, name_from_path, package_versions, select_layers
 from embed.hf_source import (ALIASES, AliasSpec, BackboneUnavailable, RemoteCodeRefused, Source, hub_reachable,
                              offline_message, pinned_revision, read_config_dict, remote_code_check, resolve, revision)
-from embed.registry import default_name
+
+FUSION_SEED = 0  # the fused CLAP extractor's crop positions, drawn per clip from this seed
 
 __all__ = ["ALIASES", "AliasSpec", "BackboneUnavailable", "HFBackbone", "RemoteCodeRefused", "load_hf",
            "bake_parametrizations"]
@@ -53,6 +59,7 @@ class HFBackbone:
         # the longest clip embed() accepts (Whisper's 30 s window); None: any length
         self.max_seconds: float | None = extractor.n_samples / self.sample_rate if kind == "whisper" else None
         config = module.config
+        self.fusion = kind == "clap" and bool(getattr(config, "enable_fusion", False))
         if kind == "clap":
             self.num_layers, dims = 0, {"projected": config.projection_dim, "pooled": config.hidden_size}
         else:
@@ -172,13 +179,19 @@ class HFBackbone:
     def _run_clap(self, batch: list[np.ndarray]) -> dict[str, torch.Tensor]:
         window = self.extractor.nb_max_samples
         pieces, owner = [], []
-        for i, wave in enumerate(batch):
-            for start in window_starts(len(wave), window):
-                pieces.append(wave[start:start + window])
-                owner.append(i)
-        inputs = self._features(pieces)
-        # no window is longer than the extractor's max: no fusion, and not its random "is_longer" pick
-        is_longer = torch.zeros_like(inputs["is_longer"])
+        if self.fusion:
+            features = torch.cat([self._fusion_features(wave) for wave in batch])
+            inputs = {"input_features": features}
+            is_longer = torch.tensor([[len(wave) > window] for wave in batch])
+            owner = list(range(len(batch)))
+        else:
+            for i, wave in enumerate(batch):
+                for start in window_starts(len(wave), window):
+                    pieces.append(wave[start:start + window])
+                    owner.append(i)
+            inputs = self._features(pieces)
+            # no window is longer than the extractor's max: no fusion, and not its random "is_longer" pick
+            is_longer = torch.zeros_like(inputs["is_longer"])
         audio = self.module.audio_model(input_features=inputs["input_features"].to(self.device),
                                         is_longer=is_longer.to(self.device))
         pooled = audio.pooler_output.float()
@@ -193,10 +206,25 @@ class HFBackbone:
         result = {"projected": torch.nn.functional.normalize(mean(projected), dim=-1), "pooled": mean(pooled)}
         return {layer: result[layer] for layer in self.layers}
 
+    def _fusion_features(self, wave: np.ndarray) -> torch.Tensor:
+        """One clip's fusion input [1, 4, frames, mels]; the extractor's random crop positions drawn from a
+        fixed seed (and only for this clip: a batch-mate changes nothing)."""
+        state = np.random.get_state()
+        np.random.seed(FUSION_SEED)
+        try:
+            return self._features([wave], truncation="fusion")["input_features"]
+        finally:
+            np.random.set_state(state)
+
     # -- identity ---------------------------------------------------------------------------
 
     def provenance(self) -> Provenance:
-        if self.kind == "clap":
+        if self.kind == "clap" and self.fusion:
+            pooling = ("projected: L2-normalised audio projection (ClapModel.get_audio_features); pooled: audio "
+                       f"tower pooler output; clips over {self.extractor.nb_max_samples / self.sample_rate:g} s: "
+                       "the fusion input (whole clip squeezed, three crops at positions drawn with numpy seed "
+                       f"{FUSION_SEED}), is_longer set for them only")
+        elif self.kind == "clap":
             pooling = ("projected: L2-normalised audio projection (ClapModel.get_audio_features); pooled: audio "
                        f"tower pooler output; clips over {self.extractor.nb_max_samples / self.sample_rate:g} s: "
                        "mean over evenly spaced full windows, projected re-normalised")
@@ -204,7 +232,8 @@ class HFBackbone:
             pooling = "mean over valid frames"
         else:
             pooling = "mean over all frames"
-        padding = {"whisper": "every clip padded to 30 s", "clap": "repeat-padded windows"}.get(
+        padding = {"whisper": "every clip padded to 30 s",
+                   "clap": "fusion input per clip" if self.fusion else "repeat-padded windows"}.get(
             self.kind, "attention mask" if self.masked else "equal-length sub-batches")
         options = {"kind": self.kind, "precision": self.precision, "padding": padding,
                    "trust_remote_code": str(self.trust_remote_code).lower(),
@@ -376,6 +405,16 @@ def load_hf(model: str, layers: str = "last", device: str = "cpu", precision: st
         raise BackboneUnavailable(f"cannot load {source.model_id}: {first}") from err
     bake_parametrizations(module)
     module = module.to(torch_device).eval()
-    label = name or source.alias or default_name(f"hf:{source.model_id}")
+    label = name or source.alias or name_from_path(source.model_id, fallback="hf-model")
     return HFBackbone(label, source, kind, module, extractor, layers, torch_device, precision, trust, remote_code,
                       at or "")
+
+
+PRECISIONS = HFBackbone.precisions
+
+
+def load(request) -> HFBackbone:
+    """The registry's loader: an alias loads by its name (its pin and remote-code policy), `hf:X` by X."""
+    model = request.backbone if request.kind != "hf" else f"hf:{request.target}"
+    return load_hf(model, layers=request.layers or "last", device=request.device, precision=request.precision,
+                   trust_remote_code=request.trust_remote_code, revision=request.revision, name=request.name)

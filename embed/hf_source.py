@@ -11,6 +11,7 @@ that runs is the code someone read, and a later push changes nothing here.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ ALIASES: dict[str, AliasSpec] = {
     "mert-v1-330m": AliasSpec("m-a-p/MERT-v1-330M", True, "encoder", "24 kHz, layers 0-24, 1024-d"),
     "culturemert-95m": AliasSpec("ntua-slp/CultureMERT-95M", True, "encoder", "MERT-95M adapted to non-Western music"),
     "clap": AliasSpec("laion/clap-htsat-unfused", False, "clap", "48 kHz, projected audio embedding, 512-d"),
+    # seed 002's model (laion_clap's 630k-audioset-fusion-best, converted to transformers by LAION)
+    "clap-fused": AliasSpec("laion/clap-htsat-fused", False, "clap",
+                            "48 kHz, feature fusion for clips over 10 s, projected audio embedding, 512-d"),
     "whisper-base": AliasSpec("openai/whisper-base", False, "whisper", "16 kHz, encoder only, layers 0-6, 512-d"),
     "wav2vec2-base": AliasSpec("facebook/wav2vec2-base", False, "encoder", "16 kHz, layers 0-12, 768-d"),
     "hubert-base": AliasSpec("facebook/hubert-base-ls960", False, "encoder", "16 kHz, layers 0-12, 768-d"),
@@ -105,13 +109,13 @@ def pinned_revision(source: Source, revision: str) -> str:
     return revision
 
 
-def offline_message(model_id: str, revision: str = "") -> str:
+def offline_message(model_id: str, revision: str = "", kind: str = "hf") -> str:
     at = f" --revision {revision}" if revision else ""
     return (f"cannot load {model_id!r} from the Hugging Face hub (offline?) and it is not in the local cache: "
-            f"download it on a connected machine (hf download {model_id}{at} --local-dir DIR) and pass hf:DIR")
+            f"download it on a connected machine (hf download {model_id}{at} --local-dir DIR) and pass {kind}:DIR")
 
 
-def hub_reachable(model_id: str, revision: str = "") -> bool:
+def hub_reachable(model_id: str, revision: str = "", probe: str = "config.json") -> bool:
     """True when the hub answers for this repository; False when it cannot be reached.
 
     Raises BackboneUnavailable when the hub answers that the model is not there (or gated).
@@ -123,7 +127,7 @@ def hub_reachable(model_id: str, revision: str = "") -> bool:
     RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
 
     try:
-        get_hf_file_metadata(hf_hub_url(model_id, "config.json", revision=revision or None), timeout=HUB_TIMEOUT_S)
+        get_hf_file_metadata(hf_hub_url(model_id, probe, revision=revision or None), timeout=HUB_TIMEOUT_S)
         return True
     except GatedRepoError:
         raise BackboneUnavailable(f"cannot load {model_id!r}: the repository is gated; accept its terms on "
@@ -134,8 +138,8 @@ def hub_reachable(model_id: str, revision: str = "") -> bool:
         raise BackboneUnavailable(f"cannot load {model_id!r}: no such model on the Hugging Face hub "
                                   "(or it is private)") from None
     except RemoteEntryNotFoundError:
-        raise BackboneUnavailable(f"cannot load {model_id!r}: it has no config.json, so it is not a "
-                                  "transformers model") from None
+        what = "a transformers model" if probe == "config.json" else "the checkpoint this backbone reads"
+        raise BackboneUnavailable(f"cannot load {model_id!r}: it has no {probe}, so it is not {what}") from None
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else 0
         if status in (401, 403):
@@ -173,9 +177,7 @@ def revision(source: Source, config, remote_code: bool, requested: str = "") -> 
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     if not files:
         return "no-weight-files"
-    from embed.file_digest import sha256_of  # remembered by the files' stat: not re-read every job
-
-    return "sha256:" + sha256_of(files)
+    return files_digest(files)
 
 
 def hub_commit(model_id: str, requested: str) -> str | None:
@@ -204,3 +206,60 @@ def read_config_dict(source: Source, offline: bool, revision: str = "") -> dict:
     config_dict, _ = PretrainedConfig.get_config_dict(source.model_id, local_files_only=offline,
                                                       revision=revision or None)
     return config_dict
+
+
+# -- checkpoints read by other code than transformers' from_pretrained (muq, speechbrain, ports) ---
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint's files on this machine, and where they came from."""
+
+    folder: Path
+    source: Source
+    revision: str   # the hub commit of the snapshot, or "" for a local directory
+
+
+def fetch_checkpoint(target: str, revision: str, patterns: list[str], kind: str, probe: str) -> Checkpoint:
+    """A local directory as it is, or the hub snapshot files matching `patterns` (downloaded, or from
+    the cache when the hub cannot be reached). Refuses in one line when they cannot be had here.
+
+    `kind` is the backbone spelling the offline message suggests (`muq:DIR`); `probe` is a file
+    every checkpoint of this kind has, asked for to tell "offline" from "no such model".
+    """
+    source = resolve(f"hf:{target}")
+    if source.local:
+        if revision:
+            raise BackboneUnavailable(f"revision={revision}: {source.model_id} is a local directory, identified by "
+                                      "a sha256 of its files; revision= is for hub ids")
+        return Checkpoint(Path(source.model_id), source, "")
+    from huggingface_hub import snapshot_download
+
+    offline = not hub_reachable(source.model_id, revision, probe=probe)
+    try:
+        folder = Path(snapshot_download(source.model_id, revision=revision or None, allow_patterns=patterns,
+                                        local_files_only=offline))
+    except Exception as err:
+        if offline:
+            raise BackboneUnavailable(offline_message(source.model_id, revision, kind)) from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BackboneUnavailable(f"cannot download {source.model_id}: {first}") from err
+    wanted = any(fnmatch.fnmatch(probe, pattern) for pattern in patterns)
+    if wanted and not (folder / probe).is_file():  # a cached snapshot from another download may lack files
+        if offline:
+            raise BackboneUnavailable(offline_message(source.model_id, revision, kind))
+        raise BackboneUnavailable(f"{source.model_id}: no {probe} in the downloaded snapshot")
+    commit = folder.name if COMMIT.fullmatch(folder.name) else "unknown"
+    return Checkpoint(folder, source, commit)
+
+
+def files_digest(paths: list[Path]) -> str:
+    """sha256 over the bytes of these files, in the order given: a local checkpoint's identity.
+    Remembered by the files' stat (embed.file_digest), so a job does not re-read the weights."""
+    from embed.file_digest import sha256_of
+
+    return "sha256:" + sha256_of(paths)
+
+
+def checkpoint_revision(checkpoint: Checkpoint, weights: list[Path]) -> str:
+    """What the backbones row records: the hub commit, or a sha256 of a local directory's weights."""
+    return checkpoint.revision or files_digest(sorted(weights))

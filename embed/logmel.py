@@ -57,3 +57,11 @@ class LogMel:
             options={"n_fft": str(N_FFT), "hop": str(HOP), "n_mels": str(N_MELS)},
             packages=package_versions(),
         )
+
+
+PRECISIONS = LogMel.precisions
+
+
+def load(request) -> LogMel:
+    """The registry's loader (embed/registry.py)."""
+    return LogMel(layers=request.layers)

@@ -1,89 +1,135 @@
-"""Backbone names → loaders. Heavy imports (transformers, the musicnn weights) happen on load.
+"""Backbone names → loaders: one entry per backbone in BACKBONES, one module per kind.
 
-Kinds: `hf:<hub id or local dir>` and its named aliases (embed/hf.py), the musicnn taggers
-(`musicnn-mtt`, `musicnn-msd`), and the `logmel` baseline.
+An entry names the module that implements it; the module is imported only when the backbone is
+used, and it provides `PRECISIONS` (what `embed()` really computes in, known before any weights
+load) and `load(request) -> Backbone`. Adding a backbone is one entry here and one module.
+
+Spellings: a name from BACKBONES (`muq`, `clap`, ...), or, for kinds that load a checkpoint,
+`<kind>:<hub id or local dir>` (`hf:/models/my-encoder`, `muq:/models/muq`, `campplus:DIR`).
+Naming a backbone imports nothing heavy: the table is plain data.
 """
 from __future__ import annotations
 
-import re
+import importlib
+from dataclasses import dataclass
 
-from embed.backbone import Backbone
+from embed.backbone import Backbone, name_from_path
+from embed.hf_source import ALIASES
 
-BUILTIN = ("logmel", "musicnn-mtt", "musicnn-msd")
+
+@dataclass(frozen=True)
+class Entry:
+    module: str           # provides PRECISIONS and load(Request); imported on use only
+    model: str = ""       # the checkpoint loaded by default: a hub id ("" for built-ins and hf:)
+    revision: str = ""    # the reviewed hub commit loaded by default ("" = the hub's main)
+    about: str = ""       # one line: what it is
+    extra: str = ""       # the pip extra its module needs (pip install -e ".[extra]")
+    prefix: bool = False  # also spelt `<name>:<hub id or local dir>`
+
+    @property
+    def loads_checkpoint(self) -> bool:
+        return bool(self.model) or self.prefix
 
 
-def hf_aliases() -> dict:
-    # The alias table lives beside the hub helpers, not in embed.hf, so naming a backbone
-    # never imports the model code.
-    from embed.hf_source import ALIASES
+@dataclass(frozen=True)
+class Request:
+    """What a backbone module's `load` receives."""
 
-    return ALIASES
+    backbone: str          # the canonical spelling, e.g. `muq` or `muq:/models/muq`
+    kind: str              # its BACKBONES key, e.g. `muq`
+    target: str            # hub id or local dir to load ("" for built-ins)
+    layers: str
+    device: str
+    precision: str
+    trust_remote_code: bool | None
+    revision: str          # the hub revision asked for (resolved by revision_for)
+    name: str              # the label the loaded backbone carries
+
+
+BACKBONES: dict[str, Entry] = {
+    "logmel": Entry("embed.logmel", about="log-mel statistics baseline, no weights"),
+    "musicnn-mtt": Entry("embed.musicnn.backbone", about="musicnn tagger (MagnaTagATune), weights from PyPI"),
+    "musicnn-msd": Entry("embed.musicnn.backbone", about="musicnn tagger (Million Song Dataset), weights from PyPI"),
+    "hf": Entry("embed.hf", prefix=True, about="any transformers audio encoder: hf:<hub id or local dir>"),
+    **{alias: Entry("embed.hf", spec.hub_id, spec.revision, spec.note) for alias, spec in ALIASES.items()},
+    "muq": Entry("embed.muq_backbone", "OpenMuQ/MuQ-large-msd-iter", extra="music", prefix=True,
+                 about="MuQ music SSL encoder, 24 kHz, hidden layers 0-12, 1024-d"),
+    "muq-mulan": Entry("embed.muq_backbone", "OpenMuQ/MuQ-MuLan-large", extra="music", prefix=True,
+                       about="MuQ-MuLan joint music-text space, 24 kHz, 512-d (text side: embed.text)"),
+    "campplus": Entry("embed.campplus", "funasr/campplus", extra="speech", prefix=True,
+                      about="CAM++ speaker embedding (3D-Speaker, zh-cn common), 16 kHz, 192-d"),
+    "ecapa": Entry("embed.ecapa", "speechbrain/spkrec-ecapa-voxceleb", extra="speech", prefix=True,
+                   about="SpeechBrain ECAPA-TDNN speaker embedding (VoxCeleb), 16 kHz, 192-d"),
+    "qwen2-audio": Entry("embed.qwen2_audio", "Qwen/Qwen2-Audio-7B", prefix=True,
+                         about="Qwen2-Audio-7B's audio tower (no language model), 16 kHz, 1280-d; projector 4096-d"),
+    "qwen2-audio-instruct": Entry("embed.qwen2_audio", "Qwen/Qwen2-Audio-7B-Instruct",
+                                  about="Qwen2-Audio-7B-Instruct's audio tower (no language model)"),
+}
 
 
 def known_names() -> list[str]:
-    return [*BUILTIN, *hf_aliases()]
+    return [name for name in BACKBONES if name != "hf"]
+
+
+def split(backbone: str) -> tuple[str, str]:
+    """(kind, explicit target): `muq:/dir` → ("muq", "/dir"); `muq` → ("muq", "")."""
+    if backbone in BACKBONES:
+        return backbone, ""
+    kind, sep, target = backbone.partition(":")
+    if sep and kind in BACKBONES and BACKBONES[kind].prefix and target.strip():
+        return kind, target
+    raise ValueError(
+        f"backbone={backbone!r} is not known: use one of {', '.join(known_names())}, or "
+        f"{'|'.join(k for k, e in BACKBONES.items() if e.prefix)}:<hub id or local model dir>")
 
 
 def resolve(backbone: str) -> str:
-    """Canonical spelling of a backbone argument: a built-in, an alias, or `hf:<id or dir>`."""
-    if backbone in BUILTIN or backbone in hf_aliases():
-        return backbone
-    if backbone.startswith("hf:") and len(backbone) > 3:
-        return backbone
-    raise ValueError(
-        f"backbone={backbone!r} is not known: use one of {', '.join(known_names())}, "
-        "or hf:<hub id or local model dir>"
-    )
+    """Canonical spelling of a backbone argument: a registered name or `<kind>:<hub id or dir>`."""
+    kind, _ = split(backbone)
+    if kind == "hf" and backbone == "hf":
+        raise ValueError("backbone=hf needs a model: hf:<hub id or local model dir>")
+    return backbone
+
+
+def entry(backbone: str) -> Entry:
+    return BACKBONES[split(backbone)[0]]
 
 
 def default_name(backbone: str) -> str:
-    """The name vectors are stored under when the user gives none: the alias, or the model's
-    last path component for `hf:` (`hf:/models/my-mert` → `my-mert`)."""
-    if not backbone.startswith("hf:"):
-        return backbone
-    tail = backbone[3:].rstrip("/").rsplit("/", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9_\-]+", "-", tail).strip("-") or "hf-model"
+    """The name vectors are stored under when the user gives none: the registered name, or the
+    model's last path component for `<kind>:<target>` (`hf:/models/my-mert` → `my-mert`)."""
+    kind, target = split(backbone)
+    return name_from_path(target, fallback=f"{kind}-model") if target else kind
 
 
-def backbone_class(backbone: str) -> type:
-    """The class that implements a backbone name; importing it loads no weights."""
-    backbone = resolve(backbone)
-    if backbone == "logmel":
-        from embed.logmel import LogMel
-
-        return LogMel
-    if backbone.startswith("musicnn-"):
-        from embed.musicnn.backbone import MusicnnBackbone
-
-        return MusicnnBackbone
-    from embed.hf import HFBackbone
-
-    return HFBackbone
+def backbone_module(backbone: str):
+    """The module that implements a backbone; importing it loads no weights and no heavy extra."""
+    return importlib.import_module(entry(backbone).module)
 
 
 def precisions(backbone: str) -> tuple[str, ...]:
-    """The precisions a backbone really computes in (its class declares them)."""
-    return backbone_class(backbone).precisions
+    """The precisions a backbone really computes in (its module declares them)."""
+    return tuple(backbone_module(backbone).PRECISIONS)
 
 
 def revision_for(backbone: str, revision: str) -> str:
-    """The hub revision an `hf:` backbone loads: the one given, else its alias's reviewed pin."""
-    backbone = resolve(backbone)
-    if backbone in BUILTIN:
+    """The hub revision a backbone loads: the one given, else its entry's reviewed pin."""
+    kind, target = split(backbone)
+    spec = BACKBONES[kind]
+    if not spec.loads_checkpoint:
         if revision:
-            raise ValueError(f"revision={revision}: only hf: backbones and their aliases load a hub revision")
+            raise ValueError(f"revision={revision}: {backbone} loads no hub checkpoint; only backbones that do "
+                             "(hf:, muq, campplus, ...) take a revision")
         return ""
-    return revision or getattr(hf_aliases().get(backbone), "revision", "")
+    return revision or ("" if target else spec.revision)
 
 
 def load(backbone: str, layers: str, device: str, precision: str,
-         trust_remote_code: bool | None, revision: str = "") -> Backbone:
+         trust_remote_code: bool | None, revision: str = "", name: str = "") -> Backbone:
     backbone = resolve(backbone)
-    if backbone == "logmel":
-        return backbone_class(backbone)(layers=layers)
-    if backbone.startswith("musicnn-"):
-        return backbone_class(backbone)(backbone, layers=layers, device=device)
-    from embed.hf import load_hf
-
-    return load_hf(backbone, layers=layers or "last", device=device, precision=precision,
-                   trust_remote_code=trust_remote_code, revision=revision)
+    kind, target = split(backbone)
+    spec = BACKBONES[kind]
+    request = Request(backbone=backbone, kind=kind, target=target or spec.model, layers=layers or "",
+                      device=device, precision=precision, trust_remote_code=trust_remote_code,
+                      revision=revision, name=name or default_name(backbone))
+    return backbone_module(backbone).load(request)

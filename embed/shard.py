@@ -119,7 +119,7 @@ def resolve_here(settings: ShardSettings) -> ShardSettings:
 
 
 def load_model(settings: ShardSettings) -> Backbone:
-    """The backbone on this worker's device, checked against the name's provenance (`claim_name`)."""
+    """The backbone on this worker's device (`claim_name` then checks it against the name)."""
     settings = resolve_here(settings)
     try:
         model = registry.load(settings.backbone, settings.layers, settings.device, settings.precision,
@@ -130,7 +130,6 @@ def load_model(settings: ShardSettings) -> Backbone:
     if limit and settings.max_seconds > limit:
         raise EmbedRefused(f"{settings.backbone} takes at most {limit:g} s per input: pass max_seconds={limit:g} "
                            "(chunking=mean averages the chunks of longer clips)")
-    claim_name(settings, model)
     return model
 
 
@@ -268,7 +267,9 @@ class ShardWorker:
         load_seconds = 0.0
         if self.model is None:
             started = time.perf_counter()
-            self.model = load_model(self.settings)
+            model = load_model(self.settings)
+            claim_name(self.settings, model)  # before this worker writes its first part
+            self.model = model
             load_seconds = time.perf_counter() - started
         result = embed_shard(task, self.settings, self.model, progress)
         result.load_seconds = load_seconds

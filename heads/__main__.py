@@ -3,6 +3,7 @@
     just train head=probe dataset=eatd backbone=clap target=label
     just train head=probe dataset=eatd backbone=muq,campplus target=label seeds=5       # fused features
     just train head=probe dataset=gtzan backbone=mert-v1-95m layer=all target=label where="duration_s > 5"
+    just train head=scorer dataset=demo backbone=musicnn-mtt split=singing adversary=speaker_id
 
 Keys are the head's Config fields (heads/<name>.py); an unknown key is named in a one-line error.
 """

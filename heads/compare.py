@@ -1,14 +1,16 @@
-"""`just compare dataset=NAME head=probe target=COL [split=NAME] [format=table|md]`
+"""`just compare dataset=NAME head=HEAD [target=COL] [split=NAME] [format=table|md]`
 
-Seed 002's table, from the runs table: one row per backbone (or fused backbones) × layer, the
-latest run of the head on the target, with accuracy, balanced accuracy, macro-F1, ROC-AUC
-(binary targets) and one accuracy (recall) column per class; "± std" where the run averaged
-several seeds. The rows are `queries/compare_backbones.sql`; the per-class map it returns is
-spread into columns here (a PIVOT over classes found in the data cannot take bound parameters).
-Also written as Markdown to `data/reports/<dataset>/compare-<head>-<target>.md`.
+Seed 002's table, for any head, from the runs table: one row per backbone (or fused
+backbones) × layer × variant, the latest run, with the headline metrics the head declared
+(heads/protocol.py): the probe's accuracy, balanced accuracy, macro-F1, ROC-AUC and one
+accuracy column per class; the scorer's Spearman, pairwise accuracy, NDCG, MAE and
+speaker-probe accuracy. "± std" where the run averaged several seeds; the best value of each
+column is bold. The rows are `queries/compare_backbones.sql`. Also written as Markdown to
+`data/reports/<dataset>/compare-<head>-<target or all>.md`.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,69 +23,121 @@ from lake import atomic, catalog, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.errors import one_line
 
-HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc"), ("macro_f1", "macro-F1"),
-            ("roc_auc", "ROC-AUC"))
-
 
 @dataclass
 class CompareConfig:
     dataset: str
-    target: str
     head: str = "probe"
+    target: str = ""                 # what the head predicted; empty: every target
     split: str = ""                  # a split name; empty: the latest runs on any split
     format: Literal["table", "md"] = "table"
 
 
-def rows(dataset: str, head: str, target: str, split: str = "") -> list[dict[str, Any]]:
+@dataclass
+class Column:
+    key: str                         # a key of the SQL's headline map: name, or name[key]
+    spec: dict[str, Any]             # the head's declaration of the metric
+    part: str = ""                   # the key inside a per-key metric
+
+    def header(self, terminal: bool, bare: bool) -> str:
+        if not self.part:
+            return self.spec["short"] if terminal else self.spec["label"]
+        return self.part if terminal and bare else f"{self.spec['short']}[{self.part}]"
+
+
+def rows(dataset: str, head: str, target: str = "", split: str = "") -> list[dict[str, Any]]:
     con = catalog.connect()
     try:
-        return queries.run_file(con, "compare_backbones", dataset=dataset, head=head, target=target,
-                                split_name=split).to_pylist()
+        found = queries.run_file(con, "compare_backbones", dataset=dataset, head=head, target=target,
+                                 split_name=split).to_pylist()
     except duckdb.Error as err:
         raise UsageError(f"queries/compare_backbones.sql: {one_line(err)}") from None
+    for r in found:  # Arrow hands a MAP back as (key, value) pairs
+        r["headline"] = dict(r["headline"] or [])
+        r["headline_std"] = dict(r["headline_std"] or [])
+    return found
 
 
-def _value(row: dict[str, Any], name: str, digits: int = 4) -> str:
-    mean, std = row.get(name), row.get(f"{name}_std")
+def columns(found: list[dict[str, Any]]) -> list[Column]:
+    """The metric columns with a value in some row, in the head's declared order."""
+    specs: dict[str, dict[str, Any]] = {}
+    for r in found:
+        for spec in json.loads(r["declared"] or "[]") or []:
+            specs.setdefault(spec["name"], spec)
+    keys = [k for k in dict.fromkeys(k for r in found for k in r["headline"])
+            if any(r["headline"].get(k) is not None for r in found)]
+    out = []
+    for name, spec in specs.items():
+        if spec.get("per_key"):
+            out += [Column(k, spec, k[len(name) + 1:-1]) for k in keys if k.startswith(f"{name}[")]
+        elif name in keys:
+            out.append(Column(name, spec))
+    return out
+
+
+def _value(mean: float | None, std: float | None, spec: str, terminal: bool) -> str:
     if mean is None:
         return "–"
-    plus = " ± " if digits > 3 else "\n±"  # the terminal: the spread on a line of its own
-    return f"{mean:.{digits}f}" + (f"{plus}{std:.{digits}f}" if std is not None else "")
+    plus = "\n±" if terminal else " ± "  # the terminal: the spread on a line of its own
+    return f"{mean:{spec}}" + (f"{plus}{std:{spec}}" if std is not None else "")
 
 
-def table(found: list[dict[str, Any]], digits: int = 4) -> tuple[list[str], list[list[str]]]:
-    """Header and cells: fixed columns, the headline metrics present, one column per class."""
-    for r in found:  # Arrow hands a MAP back as (key, value) pairs
-        r["per_class_accuracy"] = dict(r["per_class_accuracy"] or [])
-        r["per_class_accuracy_std"] = dict(r["per_class_accuracy_std"] or [])
-    classes = list(dict.fromkeys(c for r in found for c in r["per_class_accuracy"]))
-    metrics = [(k, label) for k, label in HEADLINE if any(r[k] is not None for r in found)]
-    several_splits = len({r["split_name"] for r in found}) > 1
-    header = ["backbone", "layer", *(["split"] if several_splits else []), "on", "n", "seeds",
-              *(label for _, label in metrics), *(f"acc[{c}]" for c in classes)]
+def _best(found: list[dict[str, Any]], column: Column) -> float | None:
+    values = [r["headline"].get(column.key) for r in found]
+    values = [v for v in values if v is not None]
+    if len(values) < 2 or len(set(values)) == 1 or column.spec.get("direction") == "none":
+        return None
+    return max(values) if column.spec.get("direction", "max") == "max" else min(values)
+
+
+def table(found: list[dict[str, Any]], terminal: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and cells: fixed columns, then the declared metrics; the best of each column bold."""
+    metrics = columns(found)
+    bare = len({c.spec["name"] for c in metrics if c.part}) == 1
+    several = {key: len({r[key] for r in found}) > 1 for key in ("split_name", "target")}
+    variants = any(r["variant"] for r in found)
+    header = ["backbone", "layer", *(["variant"] if variants else []), *(["target"] if several["target"] else []),
+              *(["split"] if several["split_name"] else []), "on", "n", "seeds",
+              *(c.header(terminal, bare) for c in metrics)]
+    best = {c.key: _best(found, c) for c in metrics}
     cells = []
     for r in found:
-        per_class, spread = r["per_class_accuracy"], r["per_class_accuracy_std"]
         layer = r["layer"] + (f" (best of {r['layers_tried']})" if r["layers_tried"] else "")
-        cells.append([r["backbone"], layer, *([r["split_name"]] if several_splits else []), r["eval_split"],
-                      str(r["n"]), str(r["seeds"]), *(_value(r, k, digits) for k, _ in metrics),
-                      *(_value({"c": per_class.get(c), "c_std": spread.get(c)}, "c", digits) for c in classes)])
+        row = [r["backbone"], layer, *([r["variant"] or "–"] if variants else []),
+               *([r["target"]] if several["target"] else []), *([r["split_name"]] if several["split_name"] else []),
+               r["eval_split"], "–" if r["n"] is None else str(r["n"]), str(r["seeds"])]
+        for c in metrics:
+            mean = r["headline"].get(c.key)
+            text = _value(mean, r["headline_std"].get(c.key), c.spec["format"], terminal)
+            if mean is not None and mean == best[c.key]:
+                text = f"[bold]{escape(text)}[/]" if terminal else f"**{text}**"
+            elif terminal:
+                text = escape(text)
+            row.append(text)
+        cells.append(row)
     return header, cells
 
 
-def markdown(cfg: CompareConfig, header: list[str], cells: list[list[str]]) -> str:
-    lines = [f"# {cfg.head} on {cfg.dataset}: {cfg.target}" + (f" (split {cfg.split})" if cfg.split else ""), "",
-             "Latest run per backbone × layer (`just runs dataset=" + cfg.dataset + "` lists them all); "
-             "`on` is the split the numbers come from: test when the split has one, else val.", "",
+def captions(found: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(c.spec["about"] for c in columns(found) if c.spec.get("about")))
+
+
+def markdown(cfg: CompareConfig, header: list[str], cells: list[list[str]], notes: list[str]) -> str:
+    lines = [f"# {cfg.head} on {cfg.dataset}: {cfg.target or 'every target'}"
+             + (f" (split {cfg.split})" if cfg.split else ""), "",
+             "Latest run per backbone × layer × variant (`just runs dataset=" + cfg.dataset + "` lists them all); "
+             "`on` is the split the numbers come from: test when the split has one, else val; the best value of "
+             "each column is bold.", "",
              "| " + " | ".join(header) + " |",
              "|" + "|".join(":---" if i < 2 else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
+    lines += ["", *notes] if notes else []
     return "\n".join(lines) + "\n"
 
 
 def report_path(cfg: CompareConfig) -> Path:
     suffix = f"-{cfg.split}" if cfg.split else ""
-    return paths.reports_dir(cfg.dataset) / f"compare-{cfg.head}-{cfg.target}{suffix}.md"
+    return paths.reports_dir(cfg.dataset) / f"compare-{cfg.head}-{cfg.target or 'all'}{suffix}.md"
 
 
 def main(argv: list[str]) -> int:
@@ -91,24 +145,21 @@ def main(argv: list[str]) -> int:
     cfg = parse_config(CompareConfig, pairs)
     found = rows(cfg.dataset, cfg.head, cfg.target, cfg.split)
     if not found:
-        fail(f"no {cfg.head} runs on {cfg.dataset} for target={cfg.target}"
+        fail(f"no {cfg.head} runs on {cfg.dataset}" + (f" for target={cfg.target}" if cfg.target else "")
              + (f" and split={cfg.split}" if cfg.split else "")
-             + f": train some first, e.g. just train head={cfg.head} dataset={cfg.dataset} backbone=... "
-             f"target={cfg.target}", code=1)
+             + f": train some first, e.g. just train head={cfg.head} dataset={cfg.dataset} backbone=..."
+             + (f" target={cfg.target}" if cfg.target else ""), code=1)
     header, cells = table(found)
-    text = markdown(cfg, header, cells)
+    text = markdown(cfg, header, cells, captions(found))
     if cfg.format == "md":
         print(text, end="")
-    else:  # the terminal gets 3 decimals and bare class names, to fit a row on the screen
-        header, cells = table(found, digits=3)
-        out = Table(title=f"{cfg.head} · {cfg.dataset} · {cfg.target}", show_header=True, header_style="bold",
-                    caption="a column per class: that class's accuracy (recall)" if any(
-                        h.startswith("acc[") for h in header) else None)
-        short = {"accuracy": "acc", "balanced acc": "bal acc", "macro-F1": "F1", "ROC-AUC": "AUC"}
-        for i, name in enumerate(header):
-            out.add_column(escape(name[4:-1] if name.startswith("acc[") else short.get(name, name)),
-                           justify="left" if i < 2 else "right",
-                           min_width=6 if name in short or name.startswith("acc[") else None)
+    else:  # the terminal: short headers, the spread under the mean, bare keys of a per-key metric
+        header, cells = table(found, terminal=True)
+        out = Table(title=f"{cfg.head} · {cfg.dataset}" + (f" · {cfg.target}" if cfg.target else ""),
+                    show_header=True, header_style="bold", caption="\n".join(captions(found)) or None)
+        for name in header:
+            words = name in ("backbone", "layer", "variant", "target", "split")
+            out.add_column(escape(name), justify="left" if words else "right", no_wrap=words)
         for row in cells:
             out.add_row(*row)
         make_console().print(out)

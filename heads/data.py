@@ -1,19 +1,26 @@
 """The one loader every head reads through: a selection of the lake → aligned numpy arrays.
 
-    sel = Selection(dataset="eatd", backbone=("clap",), target="affect_label", split="default")
-    data = load(sel)
-    X, y = data.arrays(data.layers[0], "train")
+    sel = Selection(dataset="eatd", backbone=("clap",), split="default")
+    data = load(sel, Inputs(columns={"target": "affect_label"}, required=("target",)))
+    X = data.features(data.layers[0])[data.part("train")]
+    y = data.column("affect_label")[data.part("train")]
 
-A selection is SQL. DuckDB picks (track_id, target, split) from `tracks` joined with the named
-split in `splits`, narrowed by `where=` (a predicate on `tracks`) and/or `select=` (a named
-query returning track ids). Vectors come from `lake.embeddings.load` (the fast Parquet reader)
-and are put in the selection's row order with one `searchsorted` per backbone; several
-backbones are joined on track_id and concatenated (seed 001's MuQ ⊕ CAM++ fusion). No Python
-runs per row.
+A selection is SQL. DuckDB picks (track_id, split, the asked-for columns) from `tracks` joined
+with the named split in `splits`, narrowed by `where=` (a predicate on `tracks`) and/or
+`select=` (a named query returning track ids). Vectors come from `lake.embeddings.load` (the
+fast Parquet reader) and are put in the selection's row order with one `searchsorted` per
+backbone; several backbones are joined on track_id and concatenated (seed 001's MuQ ⊕ CAM++
+fusion). No Python runs per row.
+
+Columns keep their types: text → object arrays of str (None for NULL), floats → float64 (NaN
+for NULL), integers → int64 (float64 with NaN when some are NULL), lists (`terms`) → object
+arrays of arrays. Turning them into targets (classes, ranks, scores) is the head's business.
+Other tables arrive aligned with the same rows: `data.interactions()` gives each interaction's
+position in `data.track_ids` (the pattern later loaders follow: playlists, glossary).
 
 Every way a selection can be wrong is one line naming the key: unknown dataset, split or
-target column, a `where=` DuckDB rejects, an empty selection, a class missing from train, a
-backbone without vectors for some selected tracks (with `just embed ...` to fix it).
+column, a `where=` DuckDB rejects, an empty selection, a column NULL on every row, a backbone
+without vectors for some selected tracks (with `just embed ...` to fix it).
 """
 from __future__ import annotations
 
@@ -26,14 +33,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from lake import catalog, paths, queries
+from heads.protocol import Inputs
+from lake import catalog, paths, queries, splits
 from lake.embeddings import choose_layer, parts, stored_layers
 from lake.embeddings import load as load_embeddings
 from lake.errors import one_line
 
 SPLIT_NAMES = ("train", "val", "test")
 CACHE_BYTES = 1 << 30  # layer matrices kept in memory at once (layer=all with seeds= reuses them)
-NOT_CATEGORIES = ("FLOAT", "DOUBLE", "DECIMAL", "[]", "STRUCT", "MAP")
 
 
 class SelectionError(ValueError):
@@ -45,11 +52,13 @@ class Selection:
     """The keys every head config starts with (a head's `Config` subclasses this)."""
     dataset: str
     backbone: tuple[str, ...]    # one, or several fused: backbone=muq,campplus
-    target: str                  # a tracks column
+    target: str = ""             # what the head predicts (the runs row's target); the head says which column
     split: str = "default"       # a split_name in `splits`
     layer: str = ""              # a stored layer name; empty: each backbone's default; all: every layer
     where: str = ""              # SQL predicate on tracks, e.g. where="speaker_id <> 't_3'"
     select: str = ""             # queries/NAME.sql returning track_id ($dataset is bound)
+    seed: int = 0
+    seeds: int = 1               # seeds=5 trains seed, seed+1, ... and reports mean ± std in one run
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, str):
@@ -64,6 +73,25 @@ class Selection:
             queries.predicate(self.where)
         if self.layer == "all" and len(self.backbone) > 1:
             raise ValueError("layer=all probes the layers of one backbone; fused backbones take one layer")
+        if not self.seeds >= 1:
+            raise ValueError(f"seeds={self.seeds}: must be 1 or more")
+
+    @property
+    def variant(self) -> str:
+        """What tells two runs on the same data apart in `just compare`; a head may say more."""
+        return ""
+
+
+@dataclass
+class Interactions:
+    """`interactions` rows of the selection's tracks, ordered by user then time."""
+    users: np.ndarray        # str, sorted: `user` indexes into it
+    user: np.ndarray         # int64 per interaction
+    track: np.ndarray        # int64 per interaction: the row in Data.track_ids (and in every feature matrix)
+    weight: np.ndarray       # float64
+    ts: np.ndarray           # datetime64[us], NaT where unknown
+    synthetic: np.ndarray    # bool
+    outside: int             # the dataset's interactions with tracks outside the selection
 
 
 @dataclass
@@ -71,13 +99,14 @@ class Data:
     selection: Selection
     track_ids: np.ndarray        # str, sorted; every other array is aligned with it
     split: np.ndarray            # str: train | val | test
-    y: np.ndarray                # int64 codes into `classes`
-    classes: list[str]
+    columns: dict[str, np.ndarray]  # tracks column → values, types kept (see the module docstring)
+    types: dict[str, str]        # tracks column → its DuckDB type, e.g. VARCHAR, DOUBLE, VARCHAR[]
     layers: list[str]            # what to train on: one entry, or every stored layer (layer=all)
     layer_of: dict[str, dict[str, str]]  # entry of `layers` → backbone → stored layer name
     dims: dict[str, int]         # backbone → width of its block of columns
-    dropped_null: int            # selected rows whose target was NULL
+    dropped_null: int            # selected rows dropped for a NULL in a required column
     fingerprint: str
+    memo: dict = field(default_factory=dict, repr=False)  # a head's derived arrays (encoded targets), once per run
     _cache: dict = field(default_factory=dict, repr=False)
 
     def features(self, layer: str) -> np.ndarray:
@@ -91,36 +120,79 @@ class Data:
             self._cache[layer] = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
         return self._cache[layer]
 
-    def arrays(self, layer: str, part: str) -> tuple[np.ndarray, np.ndarray]:
-        mask = self.split == part
-        return self.features(layer)[mask], self.y[mask]
+    def vectors(self, backbone: str, layer: str = "") -> np.ndarray:
+        """Another backbone's vectors (not part of the fused features), in track_ids order."""
+        key = ("vectors", backbone, layer)
+        if key not in self._cache:
+            files = parts(self.selection.dataset, backbone)
+            if not files:
+                raise SelectionError(f"backbone={backbone}: no embeddings for dataset {self.selection.dataset}: "
+                                     f"run just embed dataset={self.selection.dataset} backbone={backbone}")
+            try:
+                stored = choose_layer(layer or None, stored_layers(files), f"backbone={backbone}")
+            except ValueError as err:
+                raise SelectionError(str(err)) from None
+            self._cache[key] = _aligned(self.selection.dataset, backbone, stored, self.track_ids)
+        return self._cache[key]
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """split → class → rows, for reports."""
-        return {part: {c: int(np.sum((self.split == part) & (self.y == i))) for i, c in enumerate(self.classes)}
-                for part in SPLIT_NAMES if np.any(self.split == part)}
+    def column(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def part(self, name: str) -> np.ndarray:
+        """bool mask of the rows in split part `name` (train, val or test)."""
+        return self.split == name
+
+    def parts(self) -> list[str]:
+        return [p for p in SPLIT_NAMES if np.any(self.split == p)]
+
+    def counts(self) -> dict[str, int]:
+        """split part → rows."""
+        return {p: int(np.sum(self.split == p)) for p in self.parts()}
+
+    def interactions(self, con: duckdb.DuckDBPyConnection | None = None) -> Interactions:
+        con = con or catalog.connect()
+        con.register("selected_tracks", pa.table({"track_id": pa.array(self.track_ids, pa.string()),
+                                                  "position": pa.array(np.arange(len(self.track_ids)))}))
+        params = {"dataset": self.selection.dataset}
+        rows = con.sql("""
+            SELECT dense_rank() OVER (ORDER BY i.user_id) - 1 AS user, s.position AS track,
+                   CAST(i.weight AS DOUBLE) AS weight, i.ts, i.synthetic
+            FROM interactions i JOIN selected_tracks s USING (track_id)
+            WHERE i.dataset = $dataset
+            ORDER BY i.user_id, i.ts NULLS LAST, s.position""", params=params).to_arrow_table()
+        users = con.sql("""
+            SELECT DISTINCT i.user_id FROM interactions i JOIN selected_tracks s USING (track_id)
+            WHERE i.dataset = $dataset ORDER BY 1""", params=params).to_arrow_table()
+        total = con.execute("SELECT count(*) FROM interactions WHERE dataset = $dataset", params).fetchone()[0]
+        return Interactions(
+            users=users.column(0).to_numpy().astype(str), user=rows.column("user").to_numpy().astype(np.int64),
+            track=rows.column("track").to_numpy().astype(np.int64), weight=rows.column("weight").to_numpy(),
+            ts=rows.column("ts").to_numpy().astype("datetime64[us]"),
+            synthetic=rows.column("synthetic").to_numpy(zero_copy_only=False).astype(bool),
+            outside=int(total) - rows.num_rows)
 
 
-def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def _types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name: kind for name, kind, *_ in con.execute("DESCRIBE tracks").fetchall()}
 
 
-def _check_names(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
+def _check_names(con: duckdb.DuckDBPyConnection, sel: Selection, inputs: Inputs) -> dict[str, str]:
     datasets = [d for (d,) in con.execute("SELECT DISTINCT dataset FROM tracks ORDER BY 1").fetchall()]
     if sel.dataset not in datasets:
         raise SelectionError(f"dataset={sel.dataset!r} is not in the lake (datasets: {', '.join(datasets) or 'none'})")
-    columns = _columns(con)
-    if sel.target not in columns:
-        raise SelectionError(f"target={sel.target!r} is not a column of tracks (columns: {', '.join(columns)})")
-    if any(kind in columns[sel.target] for kind in NOT_CATEGORIES):
-        raise SelectionError(f"target={sel.target} is {columns[sel.target]}, not categories: a classifier needs a "
-                             "text or integer column (bin a score into a new column first)")
+    types = _types(con)
+    for key, column in inputs.columns.items():
+        if column not in types:
+            raise SelectionError(f"{key}={column!r} is not a column of tracks (columns: {', '.join(types)})")
     names = [n for (n,) in con.execute(
         "SELECT DISTINCT split_name FROM splits WHERE dataset = $d ORDER BY 1", {"d": sel.dataset}).fetchall()]
     if sel.split not in names:
+        target, group = inputs.columns.get("target"), inputs.columns.get("group")
+        hint = (f" stratify={target}" if target and types[target] == "VARCHAR" else "") + (f" group={group}" if group else "")
         raise SelectionError(
             f"split={sel.split!r} does not exist for dataset {sel.dataset} (splits: {', '.join(names) or 'none'}); "
-            f"make it with: just split dataset={sel.dataset} name={sel.split} stratify={sel.target}")
+            f"make it with: just split dataset={sel.dataset} name={sel.split}{hint}")
+    return types
 
 
 def _selected_ids(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table | None:
@@ -143,11 +215,21 @@ def _selected_ids(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table | 
     return ids.select(["track_id"]).cast(pa.schema([("track_id", pa.string())]))
 
 
-def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table:
-    """(track_id, target, split) of the selection, sorted by track_id; target cast to text."""
-    _check_names(con, sel)
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'  # names are checked against DESCRIBE first
+
+
+def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection, inputs: Inputs = Inputs()) -> pa.Table:
+    """(track_id, split, the asked-for columns) of the selection, sorted by track_id."""
+    _check_names(con, sel, inputs)
+    # A split made before the dataset changed would silently leave new tracks out (and keep
+    # gone ones): a number computed on it is a number on data nobody chose.
+    stale_split = splits.coverage_problem(con, sel.dataset, sel.split)
+    if stale_split:
+        raise SelectionError(stale_split)
     ids = _selected_ids(con, sel)
-    target = '"' + sel.target.replace('"', '""') + '"'  # checked against DESCRIBE above
+    wanted = [c for c in dict.fromkeys(inputs.columns.values()) if c not in ("track_id", "split")]
+    picked = "".join(f", t.{_quoted(c)}" for c in wanted)
     try:
         where = f"AND {queries.predicate(sel.where)}" if sel.where.strip() else ""
     except ValueError as err:
@@ -158,15 +240,14 @@ def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table:
         restrict = "AND track_id IN (SELECT track_id FROM selected_ids)"
     sql = f"""
         WITH selected AS (
-            SELECT track_id, CAST({target} AS VARCHAR) AS target
-            FROM tracks WHERE dataset = $dataset {where} {restrict}
+            SELECT * FROM tracks WHERE dataset = $dataset {where} {restrict}
         ),
         in_split AS (
             SELECT track_id, split FROM splits WHERE dataset = $dataset AND split_name = $split
         )
-        SELECT s.track_id, s.target, p.split
-        FROM selected s JOIN in_split p USING (track_id)
-        ORDER BY s.track_id"""
+        SELECT t.track_id, p.split{picked}
+        FROM selected t JOIN in_split p USING (track_id)
+        ORDER BY t.track_id"""
     try:
         return con.sql(sql, params={"dataset": sel.dataset, "split": sel.split}).to_arrow_table()
     except duckdb.Error as err:
@@ -174,23 +255,12 @@ def select_rows(con: duckdb.DuckDBPyConnection, sel: Selection) -> pa.Table:
         raise SelectionError(f"{key}: DuckDB says: {one_line(err)}") from None
 
 
-def encode_target(values: np.ndarray, split: np.ndarray, target: str) -> tuple[np.ndarray, list[str]]:
-    """Class codes (classes sorted by name); every class must occur in train."""
-    classes, y = np.unique(values, return_inverse=True)
-    in_train = np.unique(y[split == "train"])
-    missing = [str(classes[i]) for i in range(len(classes)) if i not in in_train]
-    if missing:
-        where = ", ".join(f"{c} ({', '.join(sorted(set(split[values == c])))})" for c in missing[:5])
-        raise SelectionError(f"target={target}: class(es) missing from train: {where}; a head cannot learn a class "
-                             "it never sees: change the split or narrow the selection with where=")
-    if len(classes) < 2:
-        raise SelectionError(f"target={target}: only one class ({classes[0]}) in the selection; need two or more")
-    return y.astype(np.int64), [str(c) for c in classes]
-
-
 def _aligned(dataset: str, backbone: str, layer: str, track_ids: np.ndarray) -> np.ndarray:
     """Rows of the backbone's matrix for `track_ids`, in that order (vectorised join)."""
-    emb = load_embeddings(dataset, backbone, layer, label=None)
+    try:
+        emb = load_embeddings(dataset, backbone, layer, label=None)
+    except (ValueError, FileNotFoundError) as err:  # e.g. vectors of audio that has since changed
+        raise SelectionError(f"backbone={backbone}: {one_line(err)}") from None
     ids = emb.track_ids.astype(str)
     order = np.argsort(ids, kind="stable")
     ordered = ids[order]
@@ -236,39 +306,64 @@ def _footer_digest(path: Path) -> str:
         return hashlib.sha256(handle.read(length)).hexdigest()
 
 
-def fingerprint(sel: Selection, columns: list[np.ndarray], layer_of: dict[str, dict[str, str]]) -> str:
-    """Same selected rows (id, split, target) and same embedding part files → same hash.
+def _hashable(values: np.ndarray, arrow: pa.ChunkedArray) -> bytes:
+    """A column's bytes for the fingerprint, without per-row Python: fixed-width unicode for text
+    (plus the NULL mask when there are NULLs), raw bytes for numbers, Arrow IPC for the rest."""
+    if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
+        text = values.astype(str)
+        nulls = arrow.is_null().to_numpy(zero_copy_only=False)
+        return f"{text.dtype.str}:{len(text)}\0".encode() + text.tobytes() + (nulls.tobytes() if nulls.any() else b"")
+    if values.dtype != object:
+        return f"{values.dtype.str}:{len(values)}\0".encode() + values.tobytes()
+    sink = pa.BufferOutputStream()
+    table = pa.table({"v": arrow})
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def fingerprint(sel: Selection, names: list[str], columns: list[bytes], layer_of: dict[str, dict[str, str]]) -> str:
+    """Same selected rows (id, split, the head's columns) and same embedding part files → same hash.
 
     Part files are identified by name, size and a hash of their footer, not of their bytes
     (GBs for a big backbone): a re-embedding that changes any vector changes the chunk
     statistics or sizes in the footer; a copy of the lake elsewhere keeps its fingerprint.
     """
     digest = hashlib.sha256(b"audiolake-data-v1\0")
-    digest.update(json.dumps([sel.dataset, sel.split, sel.target, layer_of], sort_keys=True).encode())
-    for column in columns:  # fixed-width unicode arrays: their bytes are the values, no per-row Python
-        digest.update(f"\0{column.dtype.str}:{len(column)}\0".encode() + column.tobytes())
+    digest.update(json.dumps([sel.dataset, sel.split, ",".join(names), layer_of], sort_keys=True).encode())
+    for column in columns:
+        digest.update(b"\0" + column)
     for backbone in sel.backbone:
         for part in parts(sel.dataset, backbone):
             digest.update(f"\0{backbone}/{part.name}:{part.stat().st_size}:{_footer_digest(part)}".encode())
     return digest.hexdigest()
 
 
-def load(sel: Selection, con: duckdb.DuckDBPyConnection | None = None) -> Data:
-    """The selection's rows, class codes and (per layer, on demand) features. Targets are
-    categories (text or integer columns); a numeric-target head (scorer) will add its own `y`."""
+def _drop_nulls(rows: pa.Table, inputs: Inputs) -> tuple[pa.Table, int]:
+    if not inputs.required or rows.num_rows == 0:
+        return rows, 0
+    null = np.zeros(rows.num_rows, bool)
+    for key in inputs.required:
+        column_null = rows.column(inputs.columns[key]).is_null().to_numpy(zero_copy_only=False)
+        if column_null.all():
+            raise SelectionError(f"{key}={inputs.columns[key]} is NULL for all {rows.num_rows} selected tracks")
+        null |= column_null
+    if null.all():
+        raise SelectionError(f"every selected track has a NULL in one of "
+                             f"{', '.join(f'{k}={inputs.columns[k]}' for k in inputs.required)}")
+    return (rows.filter(pa.array(~null)) if null.any() else rows), int(null.sum())
+
+
+def load(sel: Selection, inputs: Inputs = Inputs(), con: duckdb.DuckDBPyConnection | None = None) -> Data:
+    """The selection's rows, the asked-for columns and (per layer, on demand) features."""
     con = con or catalog.connect()
-    rows = select_rows(con, sel)
+    rows = select_rows(con, sel, inputs)
     if rows.num_rows == 0:
         extra = f" where={sel.where!r}" if sel.where else ""
         extra += f" select={sel.select}" if sel.select else ""
         raise SelectionError(f"the selection is empty: no tracks of dataset {sel.dataset} in split "
                              f"{sel.split!r}{extra}")
-    target_null = rows.column("target").is_null().to_numpy(zero_copy_only=False)
-    dropped = int(target_null.sum())
-    if dropped == rows.num_rows:
-        raise SelectionError(f"target={sel.target} is NULL for all {dropped} selected tracks")
-    if dropped:
-        rows = rows.filter(pa.array(~target_null))
+    rows, dropped = _drop_nulls(rows, inputs)
     split = rows.column("split").to_numpy(zero_copy_only=False).astype(str)
     unknown = sorted(set(np.unique(split)) - set(SPLIT_NAMES))
     if unknown:
@@ -277,15 +372,21 @@ def load(sel: Selection, con: duckdb.DuckDBPyConnection | None = None) -> Data:
         if not np.any(split == part):
             raise SelectionError(f"split={sel.split!r} has no {part} rows in the selection "
                                  f"({len(split)} rows: {', '.join(f'{p} {int(np.sum(split == p))}' for p in SPLIT_NAMES)})")
-    values = rows.column("target").to_numpy(zero_copy_only=False).astype(str)
-    y, classes = encode_target(values, split, sel.target)
     layers, layer_of = resolve_layers(sel)
     track_ids = rows.column("track_id").to_numpy(zero_copy_only=False).astype(str)
     repeated = track_ids[1:][track_ids[1:] == track_ids[:-1]]  # sorted: a repeat sits next to itself
     if len(repeated):
         raise SelectionError(f"split={sel.split!r} lists {len(repeated)} track(s) twice (e.g. {repeated[0]}): "
                              "remake it with just split")
-    digest = fingerprint(sel, [track_ids, split, values], layer_of)
-    data = Data(sel, track_ids, split, y, classes, layers, layer_of, {}, dropped, digest)
+    names = list(dict.fromkeys(inputs.columns.values()))
+    types = _types(con)
+    columns = {name: rows.column(name).to_numpy() for name in names}
+    hashed = [f"{track_ids.dtype.str}:{len(track_ids)}\0".encode() + track_ids.tobytes(),
+              f"{split.dtype.str}:{len(split)}\0".encode() + split.tobytes()]
+    hashed += [_hashable(columns[name], rows.column(name)) for name in names]
+    digest = fingerprint(sel, names, hashed, layer_of)
+    data = Data(sel, track_ids, split, columns, {n: types[n] for n in names}, layers, layer_of, {}, dropped, digest)
     data.features(layers[0])  # checks coverage now, not after the first layer has trained
+    for backbone in inputs.backbones:
+        data.vectors(backbone)
     return data

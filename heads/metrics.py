@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn's), their mean ± std over seeds, and the confusion plot."""
+"""Classification metrics (scikit-learn's), any head's metrics aggregated over seeds, and the confusion plot."""
 from __future__ import annotations
 
 import math
@@ -43,32 +43,34 @@ def classification(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict
     return out
 
 
-def aggregate(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def aggregate(runs: list[Any], counts: tuple[str, ...] = (), key: str = "") -> tuple[Any, Any]:
     """(mean, std) of metric dicts from several seeds, key by key.
 
-    Numbers average; confusion matrices (lists of counts) add up; text (a chosen layer) keeps the
-    most common value. std mirrors the numeric leaves only.
+    Numbers average (std beside them); lists under a key named in `counts` (a confusion matrix)
+    add up; any other list (a curve, per-item predictions) is the first seed's, neither summed
+    nor averaged (each seed's own stays in metrics.seeds.per_seed); text (a chosen layer) keeps
+    the most common value. std mirrors the numeric leaves only.
     """
     first = runs[0]
     if isinstance(first, dict):
         mean, std = {}, {}
-        for key in first:
-            m, s = aggregate([r.get(key) for r in runs])
-            mean[key] = m
+        for name in first:
+            m, s = aggregate([r.get(name) if isinstance(r, dict) else None for r in runs], counts, name)
+            mean[name] = m
             if s is not None:
-                std[key] = s
+                std[name] = s
         return mean, (std or None)
     if isinstance(first, bool) or first is None or isinstance(first, str):
         values = [r for r in runs if r is not None]
         return (Counter(values).most_common(1)[0][0] if values else None), None
     if isinstance(first, (int, float)):
-        values = [float(r) for r in runs if r is not None and not (isinstance(r, float) and math.isnan(r))]
+        values = [float(r) for r in runs if isinstance(r, (int, float)) and not (isinstance(r, float) and math.isnan(r))]
         if not values:
             return None, None
         if isinstance(first, int) and len(set(values)) == 1:
             return first, None
         return float(np.mean(values)), float(np.std(values))
-    if isinstance(first, list):
+    if isinstance(first, list) and key in counts:
         return np.sum(np.asarray(runs), axis=0).tolist(), None
     return first, None
 

@@ -25,6 +25,7 @@ changes nothing for these CPU ops and costs 2 s of imports.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ import torch
 from torch import nn
 
 from heads import lbfgs, metrics
-from heads.data import Data, Selection
-from heads.protocol import Trained
+from heads.data import Data, Selection, SelectionError
+from heads.protocol import Description, Inputs, Metric, Trained
 
 
 @dataclass
@@ -51,18 +52,30 @@ class Config(Selection):
     class_weight: Literal["balanced", "none"] = "balanced"
     optimizer: Literal["auto", "lbfgs", "adamw"] = "auto"  # auto: lbfgs when linear, adamw with hidden=
     monitor: Literal["macro_f1", "loss"] = "macro_f1"
-    seed: int = 0
-    seeds: int = 1                   # seeds=5 trains seed, seed+1, ... and reports mean ± std
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("epochs", "batch_size", "seeds"):
-            if getattr(self, key) < 1:
+        if not self.target:
+            raise ValueError("missing target=: the tracks column to classify, e.g. target=label")
+        # written as `not (x >= ...)` so that NaN, which fails every comparison, is refused too
+        for key in ("epochs", "batch_size"):
+            if not getattr(self, key) >= 1:
                 raise ValueError(f"{key}={getattr(self, key)}: must be 1 or more")
-        if self.hidden < 0 or self.patience < 1 or not 0 <= self.dropout < 1 or self.weight_decay < 0:
+        if not (self.hidden >= 0 and self.patience >= 1 and 0 <= self.dropout < 1 and self.weight_decay >= 0):
             raise ValueError("hidden ≥ 0, patience ≥ 1, 0 ≤ dropout < 1 and weight_decay ≥ 0 are required")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr}: must be positive")
+        if not (self.lr > 0 and math.isfinite(self.lr)) or not math.isfinite(self.weight_decay):
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}: must be finite, lr positive")
+
+
+HEADLINE = (
+    Metric("accuracy", "accuracy", short="acc"),
+    Metric("balanced_accuracy", "balanced acc", short="bal acc"),
+    Metric("macro_f1", "macro-F1", short="F1"),
+    Metric("roc_auc", "ROC-AUC", short="AUC"),
+    Metric("per_class_accuracy", "per-class accuracy (recall)", short="acc", per_key=True, about="a column per class: that class's accuracy (recall)"),
+)
+COUNTS = ("confusion_matrix",)
+NOT_CATEGORIES = ("FLOAT", "DOUBLE", "DECIMAL", "[]", "STRUCT", "MAP")
 
 
 HYPERPARAMETERS = ("hidden", "dropout", "epochs", "lr", "weight_decay", "batch_size", "patience",
@@ -194,24 +207,65 @@ class Probe:
         }
 
 
-def build(cfg: Config, seed: int, classes: list[str]) -> Probe:
-    return Probe(**{k: getattr(cfg, k) for k in HYPERPARAMETERS}, seed=seed, class_names=classes)
+def inputs(cfg: Config) -> Inputs:
+    return Inputs(columns={"target": cfg.target}, required=("target",))
+
+
+def encode(cfg: Config, data: Data) -> tuple[np.ndarray, list[str]]:
+    """Class codes of the target (its values as text, classes sorted by name); every class must
+    occur in train, and there must be two or more."""
+    key = ("probe.encode", cfg.target)
+    if key in data.memo:  # layer=all and seeds= encode once
+        return data.memo[key]
+    kind = data.types[cfg.target]
+    if any(k in kind for k in NOT_CATEGORIES):
+        raise SelectionError(f"target={cfg.target} is {kind}, not categories: a classifier needs a "
+                             "text or integer column (bin a score into a new column first)")
+    values = data.column(cfg.target).astype(str)
+    classes, y = np.unique(values, return_inverse=True)
+    in_train = np.unique(y[data.part("train")])
+    missing = [str(classes[i]) for i in range(len(classes)) if i not in in_train]
+    if missing:
+        where = ", ".join(f"{c} ({', '.join(sorted(set(data.split[values == c])))})" for c in missing[:5])
+        raise SelectionError(f"target={cfg.target}: class(es) missing from train: {where}; a head cannot learn a "
+                             "class it never sees: change the split or narrow the selection with where=")
+    if len(classes) < 2:
+        raise SelectionError(f"target={cfg.target}: only one class ({classes[0]}) in the selection; need two or more")
+    data.memo[key] = y.astype(np.int64), [str(c) for c in classes]
+    return data.memo[key]
+
+
+def describe(cfg: Config, data: Data) -> Description:
+    y, classes = encode(cfg, data)
+    per_class = {p: {c: int(np.sum(data.part(p) & (y == i))) for i, c in enumerate(classes)} for p in data.parts()}
+    table = ["| split | " + " | ".join(classes) + " |", "|:---|" + "---:|" * len(classes)]
+    table += [f"| {p} | " + " | ".join(str(n) for n in c.values()) + " |" for p, c in per_class.items()]
+    return Description(line=f"{len(classes)} classes of {cfg.target}",
+                       facts={"classes": classes, "rows_per_class": per_class},
+                       report="\n".join(["## Rows per class", "", *table, ""]))
+
+
+def build(cfg: Config, seed: int, data: Data) -> Probe:
+    return Probe(**{k: getattr(cfg, k) for k in HYPERPARAMETERS}, seed=seed, class_names=encode(cfg, data)[1])
 
 
 def train(cfg: Config, data: Data, seed: int) -> Trained:
     """One probe per entry of `data.layers` (several with layer=all); the best on val is reported."""
+    y, _classes = encode(cfg, data)
     fitted: dict[str, Probe] = {}
+    train_rows, val_rows = data.part("train"), data.part("val")
     for layer in data.layers:
-        (X, y), (X_val, y_val) = data.arrays(layer, "train"), data.arrays(layer, "val")
-        fitted[layer] = build(cfg, seed, data.classes).fit(X, y, X_val, y_val)
+        X = data.features(layer)
+        fitted[layer] = build(cfg, seed, data).fit(X[train_rows], y[train_rows], X[val_rows], y[val_rows])
     monitor = (lambda p: (p.best_score_["val_macro_f1"], -p.best_score_["val_loss"])) if cfg.monitor == "macro_f1" \
         else (lambda p: -p.best_score_["val_loss"])
     layer = max(data.layers, key=lambda name: monitor(fitted[name]))  # first of equals: stored order
     probe = fitted[layer]
     out: dict[str, Any] = {"layer": layer, "best_epoch": probe.best_epoch_, "epochs_run": probe.epochs_run_}
-    for part in ("val", "test"):
-        if np.any(data.split == part):
-            out[part] = probe.evaluate(*data.arrays(layer, part))
+    for part in data.parts():
+        if part != "train":
+            rows = data.part(part)
+            out[part] = probe.evaluate(data.features(layer)[rows], y[rows])
     notes = []
     if len(data.layers) > 1:
         out["layers"] = {name: {"val_macro_f1": p.best_score_["val_macro_f1"], "val_loss": p.best_score_["val_loss"]}
@@ -228,6 +282,6 @@ def plots(result: dict[str, Any], data: Data, folder: Path) -> list[Path]:
             n = len(result.get("seeds", {}).get("values", []))
             title = (f"{'+'.join(data.selection.backbone)} · {result['layer']} · {data.selection.target} · {part}"
                      + (f" · summed over {n} seeds" if n > 1 else ""))
-            written.append(metrics.confusion_png(result[part]["confusion_matrix"], data.classes,
+            written.append(metrics.confusion_png(result[part]["confusion_matrix"], result["data"]["classes"],
                                                  folder / f"confusion-{part}.png", title))
     return written

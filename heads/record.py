@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from heads.protocol import Writer
 from lake import atomic, catalog, paths, versions
 from lake.schemas import RUNS
 
@@ -53,7 +54,9 @@ def write_row(row: dict[str, Any]) -> Path:
 
 
 def write_folder(folder: Path, config: dict[str, Any], result: dict[str, Any], report: str,
-                 checkpoints: dict[str, dict[str, Any]]) -> None:
+                 checkpoints: dict[str, dict[str, Any]], artifacts: dict[str, Writer] | None = None) -> None:
+    """Every file atomically; an artifact's writer fills a temporary path that is renamed into
+    place only when it returns (heads/protocol.py)."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,8 +65,11 @@ def write_folder(folder: Path, config: dict[str, Any], result: dict[str, Any], r
     for name, checkpoint in checkpoints.items():
         with atomic.atomic_path(folder / name) as tmp:
             torch.save(checkpoint, tmp)
+    for name, writer in (artifacts or {}).items():
+        with atomic.atomic_path(folder / name) as tmp:
+            writer(tmp)
     atomic.write_text(report, folder / "report.md")
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
+def dumps(obj: Any, sort_keys: bool = True) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=sort_keys, default=str)

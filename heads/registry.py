@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import probe
+from heads import probe, scorer
 
 HEADS: dict[str, ModuleType] = {
     "probe": probe,
+    "scorer": scorer,
 }
 
 

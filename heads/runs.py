@@ -3,14 +3,20 @@
     just runs
     just runs dataset=eatd where="head = 'probe' AND target = 'label'"
     just runs where="macro_f1 > 0.6 AND backbones LIKE '%mert%'"
+    just runs where="head = 'scorer' AND spearman > 0.5"
 
-The rows are `queries/runs.sql`; `where=` is a SQL predicate on its columns (run_id, head,
-dataset, backbones, layer, split_name, target, eval_split, seeds, accuracy, balanced_accuracy,
-macro_f1, roc_auc, data_fingerprint, created_at, path, config, metrics — the last two JSON).
+The rows are `queries/runs.sql`; each run's headline metrics are the ones its head declared
+(heads/protocol.py), so a new head's metrics appear here without this file knowing them: each
+becomes a column (numbers on test when the split has test rows, else on val). `where=` is a
+SQL predicate on those columns and on run_id, head, dataset, backbones, layer, split_name,
+target, variant, eval_split, seeds, data_fingerprint, created_at, path, config, metrics (the
+last two JSON).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -20,11 +26,10 @@ from lake import catalog, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.errors import one_line
 
-# (column, header); numbers are right-aligned with 3 decimals
-SHOWN = (("run_id", "run_id"), ("head", "head"), ("dataset", "dataset"), ("backbones", "backbones"),
-         ("layer", "layer"), ("split_name", "split"), ("target", "target"), ("seeds", "seeds"),
-         ("eval_split", "on"), ("accuracy", "acc"), ("balanced_accuracy", "bal acc"), ("macro_f1", "F1"),
-         ("roc_auc", "AUC"))
+# (column, header) shown before the metrics
+FIXED = (("run_id", "run_id"), ("head", "head"), ("dataset", "dataset"), ("backbones", "backbones"),
+         ("layer", "layer"), ("split_name", "split"), ("target", "target"), ("variant", "variant"),
+         ("seeds", "seeds"), ("eval_split", "on"))
 
 
 @dataclass
@@ -33,34 +38,69 @@ class RunsConfig:
     where: str = ""
     limit: int = 50
 
+    def __post_init__(self) -> None:
+        if self.where.strip():
+            queries.predicate(self.where)
+        if not self.limit >= 1:
+            raise ValueError(f"limit={self.limit}: must be 1 or more")
+
+
+def declared(result: pa.Table) -> dict[str, dict[str, Any]]:
+    """metric name → its declaration (the first run's that declares it), in declared order."""
+    specs: dict[str, dict[str, Any]] = {}
+    for text in result.column("declared").to_pylist():
+        for spec in json.loads(text or "[]") or []:
+            specs.setdefault(spec["name"], spec)
+    return specs
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
 
 def select(con: duckdb.DuckDBPyConnection, dataset: str = "", where: str = "") -> pa.Table:
+    """queries/runs.sql with one column per declared metric, filtered by `where`."""
     body = queries.resolve("runs").read_text(encoding="utf-8")
-    sql = body if not where.strip() else f"SELECT * FROM (\n{body}\n) AS r WHERE ({where})\nORDER BY created_at DESC, run_id DESC"
     try:
-        return con.sql(sql, params={"dataset": dataset}).to_arrow_table()
-    except duckdb.Error as err:
+        listed = con.sql(body, params={"dataset": dataset}).to_arrow_table()
+        metrics = [n for n in declared(listed) if n not in listed.column_names]
+        spread = "".join(f', headline[{_literal(n)}] AS "{n}"' for n in metrics)
+        con.register("runs_listed", listed)
+        filtered = f"WHERE {queries.predicate(where)}" if where.strip() else ""
+        return con.sql(f"SELECT *{spread} FROM runs_listed {filtered} ORDER BY created_at DESC, run_id DESC"
+                       ).to_arrow_table()
+    except (duckdb.Error, ValueError) as err:
         key = f"where={where!r}" if where.strip() else "queries/runs.sql"
         raise UsageError(f"{key}: DuckDB says: {one_line(err)}") from None
 
 
-NUMERIC = {"seeds", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"}
 SAID_ONCE = ("head", "dataset", "split_name")  # when every row shares the value: in the title, not a column
 
 
 def render(result: pa.Table, limit: int) -> Table:
+    """One column per declared metric when the rows share a head; with several heads, whose
+    metrics differ, one `headline` column with each run's own declared metrics."""
     rows = result.slice(0, limit).to_pylist()
+    specs = {n: s for n, s in declared(result.slice(0, limit)).items() if n in result.column_names}
     same = {n: rows[0][n] for n in SAID_ONCE if len({r[n] for r in rows}) == 1}
-    shown = [(n, h) for n, h in SHOWN if n not in same]
+    fixed = [(n, h) for n, h in FIXED if n not in same and (n != "variant" or any(r["variant"] for r in rows))]
+    metrics = [(n, s["short"]) for n, s in specs.items() if any(r[n] is not None for r in rows)]
     title = " · ".join(f"{'split' if n == 'split_name' else n} {v}" for n, v in same.items())
     table = Table(title=title or None, show_header=True, header_style="bold")
-    for name, header in shown:
+    one_head = "head" in same
+    numeric = {"seeds", *(n for n, _ in metrics)} if one_head else {"seeds"}
+    for name, header in [*fixed, *(metrics if one_head else [("headline", "headline metrics")])]:
         # numbers and ids are never cut short; names may be
-        table.add_column(header, justify="right" if name in NUMERIC else "left",
-                         no_wrap=name == "run_id", min_width=5 if name in NUMERIC else None)
+        table.add_column(header, justify="right" if name in numeric else "left",
+                         no_wrap=name == "run_id", min_width=5 if name in numeric else None)
     for row in rows:
-        table.add_row(*("–" if row[n] is None else f"{row[n]:.3f}" if isinstance(row[n], float) else str(row[n])
-                        for n, _ in shown))
+        cells = [str(row[n]) if row[n] is not None else "–" for n, _ in fixed]
+        if one_head:
+            cells += [f"{row[n]:{specs[n]['format']}}" if row[n] is not None else "–" for n, _ in metrics]
+        else:
+            own = [s for s in json.loads(row["declared"] or "[]") or [] if row.get(s["name"]) is not None]
+            cells.append("  ".join(f"{s['short']} {row[s['name']]:{s['format']}}" for s in own) or "–")
+        table.add_row(*cells)
     return table
 
 

@@ -50,16 +50,33 @@ def clusters(n: int, dim: int, classes: int, separation: float, seed: int = 0) -
     return (centres[y] + rng.standard_normal((n, dim))).astype(np.float32), y
 
 
+def ranks(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """1 for the best score of each group, 2 for the next, ... (ties in row order)."""
+    order = np.lexsort((np.arange(len(scores)), -scores, groups))
+    ranked = np.empty(len(scores), np.int64)
+    starts = np.r_[0, np.flatnonzero(groups[order][1:] != groups[order][:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    ranked[order] = np.arange(len(order)) - np.repeat(starts, sizes) + 1
+    return ranked
+
+
 def toy_lake(dataset: str = "toy", n: int = 120, classes: int = 3, dim: int = 8, seed: int = 0,
              ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, Any]:
-    """tracks (label = class name), split `default`, and backbone `fake` whose vectors carry the label."""
+    """tracks (label = class name; a score that the vectors' second column carries, in groups of
+    6 consecutive tracks with their ranks), split `default`, and backbone `fake` whose vectors
+    carry the label and the score."""
     X, y = clusters(n, dim, classes, separation=1.5, seed=seed)
     ids = [f"{dataset}_{i:05d}" for i in range(n)]
     names = [f"c{k}" for k in range(classes)]
-    write_tracks(dataset, [{"track_id": t, "label": names[k], "speaker_id": f"s{i % 7}"}
+    score = np.round(70 + 8 * X[:, 1] + np.random.default_rng(seed + 7).normal(0, 2, n), 2)
+    groups = np.array([f"g{i // 6:04d}" for i in range(n)])
+    rank = ranks(score, groups)
+    write_tracks(dataset, [{"track_id": t, "label": names[k], "speaker_id": f"s{i % 7}", "score": float(score[i]),
+                            "group_id": str(groups[i]), "rank": int(rank[i])}
                            for i, (t, k) in enumerate(zip(ids, y))])
     cut = np.cumsum([int(r * n) for r in ratios[:2]])
     parts = np.where(np.arange(n) < cut[0], "train", np.where(np.arange(n) < cut[1], "val", "test"))
     write_split(dataset, "default", dict(zip(ids, parts.tolist())))
     write_embeddings(dataset, "fake", ids, {"last": X})
-    return {"ids": ids, "X": X, "y": y, "classes": names, "split": parts}
+    return {"ids": ids, "X": X, "y": y, "classes": names, "split": parts, "score": score, "group": groups,
+            "rank": rank}

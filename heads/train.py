@@ -7,8 +7,9 @@
 `seeds=N` fits seeds seed … seed+N-1 on the same loaded arrays and records ONE run: its
 metrics are the mean over seeds (so `just runs` and `just compare` read a multi-seed run like
 any other), `metrics.seeds` holds the seed values, the std of every number and each seed's
-own metrics; confusion matrices are summed over seeds. `model.pt` is the first seed's
-checkpoint, `model-seed<S>.pt` the others'.
+own metrics; counts the head declares (`COUNTS`: a confusion matrix) are summed over seeds,
+other lists (curves, per-item arrays) are the first seed's. `model.pt` is the first seed's
+checkpoint, `model-seed<S>.pt` the others'; artifacts likewise (heads/protocol.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from rich.console import Console
 
 from heads import metrics, record, registry, report
 from heads.data import Data, load
+from heads.protocol import Metric, check_artifact_name, seed_file_name
 from lake import paths
 from lake.cli import parse_config, make_console
 
@@ -45,28 +47,33 @@ def train(head: str, console: Console | None = None, **keys: Any) -> Run:
 def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
     console = console or make_console(stderr=True, quiet=True)
     module = registry.get(head)
-    data = load(cfg)
+    inputs = module.inputs(cfg)
+    data = load(cfg, inputs)
+    described = module.describe(cfg, data)
+    nulls = ", ".join(dict.fromkeys(inputs.columns[k] for k in inputs.required))
     console.print(f"{cfg.dataset}: {len(data.track_ids):,} rows ("
-                  + ", ".join(f"{p} {sum(c.values())}" for p, c in data.counts().items()) + f"), "
-                  f"{len(data.classes)} classes of {cfg.target}"
-                  + (f"; {data.dropped_null} dropped with NULL {cfg.target}" if data.dropped_null else ""))
+                  + ", ".join(f"{p} {n}" for p, n in data.counts().items()) + ")"
+                  + (f", {described.line}" if described.line else "")
+                  + (f"; {data.dropped_null} dropped with NULL {nulls}" if data.dropped_null else ""))
 
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     trained = []
     for seed in seeds:
         trained.append(module.train(cfg, data, seed))
         if len(seeds) > 1:
-            console.print(f"  seed {seed}: " + _brief(trained[-1].metrics))
+            console.print(f"  seed {seed}: " + _brief(trained[-1].metrics, module.HEADLINE))
 
     if len(trained) == 1:
         result = dict(trained[0].metrics)
         result["seeds"] = {"values": seeds}
     else:
-        result, std = metrics.aggregate([t.metrics for t in trained])
+        result, std = metrics.aggregate([t.metrics for t in trained], counts=module.COUNTS)
         result["seeds"] = {"values": seeds, "std": std or {}, "per_seed": [t.metrics for t in trained]}
     layer = result.get("layer") or trained[0].layer
-    result["data"] = {"rows": data.counts(), "classes": data.classes, "dropped_null": data.dropped_null,
-                      "dims": data.dims, "fingerprint": data.fingerprint}
+    result["data"] = {"rows": data.counts(), "dropped_null": data.dropped_null, "dims": data.dims,
+                      "fingerprint": data.fingerprint, **described.facts}
+    result["headline"] = [m.spec() for m in module.HEADLINE]
+    result["variant"] = cfg.variant
 
     created = datetime.now(timezone.utc)
     run_id = record.new_run_id(head, created)
@@ -75,7 +82,8 @@ def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
     row = {
         "run_id": run_id, "head": head, "dataset": cfg.dataset, "backbones": list(cfg.backbone),
         "layer": layer, "split_name": cfg.split, "target": cfg.target,
-        "config": record.dumps(config), "metrics": record.dumps(result),
+        # metrics keep the head's order (score bands low → high); config and packages are sorted
+        "config": record.dumps(config), "metrics": record.dumps(result, sort_keys=False),
         "packages": record.dumps(record.packages()), "git_commit": record.git_commit(),
         "data_fingerprint": data.fingerprint, "created_at": created,
         "path": str(folder.relative_to(paths.root())),
@@ -83,15 +91,22 @@ def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
     plots = [p.name for p in module.plots(result, data, folder)]
     checkpoints = {("model.pt" if i == 0 else f"model-seed{s}.pt"): t.checkpoint
                    for i, (s, t) in enumerate(zip(seeds, trained))}
+    artifacts: dict[str, Any] = {}
+    for i, (s, t) in enumerate(zip(seeds, trained)):
+        for name, writer in t.artifacts.items():
+            artifacts[check_artifact_name(name if i == 0 else seed_file_name(name, s),
+                                          {*plots, *checkpoints, *artifacts})] = writer
     notes = list(dict.fromkeys(n for t in trained for n in t.notes))
-    record.write_folder(folder, config, result, report.markdown(row, data, result, plots, notes), checkpoints)
+    text = report.markdown(row, data, result, plots, notes, described.report)
+    record.write_folder(folder, config, result, text, checkpoints, artifacts)
     record.write_row(row)
     return Run(run_id, folder, row, result, data)
 
 
-def _brief(result: dict[str, Any]) -> str:
+def _brief(result: dict[str, Any], headline: tuple[Metric, ...]) -> str:
     part = "test" if "test" in result else "val"
-    found = [f"{m} {result[part][m]:.4f}" for m in ("accuracy", "macro_f1") if isinstance(result[part].get(m), float)]
+    found = [f"{m.name} {result[part][m.name]:{m.format}}" for m in headline
+             if isinstance(result[part].get(m.name), float)][:2]
     return f"{part} " + ", ".join(found) + (f" (layer {result['layer']})" if "layers" in result else "")
 
 

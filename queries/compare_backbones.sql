@@ -1,22 +1,23 @@
--- purpose: seed 002's table: the latest run of a head on a target per backbone(s) × layer, with headline and per-class accuracy (recall)
+-- purpose: the latest run of a head per backbone(s) × layer × variant, with the headline metrics the head declared (per-key ones spread as name[key])
 -- $dataset: dataset name
--- $head: head name, e.g. probe
--- $target: the tracks column the head predicted
+-- $head: head name, e.g. probe or scorer
+-- $target: what the head predicted (a tracks column), or '' for any
 -- $split_name: a split name, or '' for runs on any split
-WITH runs_of_target AS (
-    SELECT *
+WITH runs_of_head AS (
+    SELECT *, coalesce(metrics ->> '$.variant', '') AS variant
     FROM runs
     WHERE dataset = $dataset
       AND head = $head
-      AND target = $target
+      AND ($target = '' OR target = $target)
       AND ($split_name = '' OR split_name = $split_name)
 ),
 
 latest AS (
     SELECT
         *,
-        row_number() OVER (PARTITION BY backbones, layer, split_name ORDER BY created_at DESC, run_id DESC) AS recency
-    FROM runs_of_target
+        row_number() OVER (PARTITION BY backbones, layer, split_name, target, variant
+                           ORDER BY created_at DESC, run_id DESC) AS recency
+    FROM runs_of_head
 ),
 
 scored AS (
@@ -25,33 +26,52 @@ scored AS (
         CASE WHEN json_exists(metrics, '$.test') THEN 'test' ELSE 'val' END AS eval_split,
         coalesce(metrics -> '$.test', metrics -> '$.val')                  AS scores,
         CASE WHEN json_exists(metrics, '$.test')
-             THEN metrics -> '$.seeds.std.test' ELSE metrics -> '$.seeds.std.val' END AS spread
+             THEN metrics -> '$.seeds.std.test' ELSE metrics -> '$.seeds.std.val' END AS spread,
+        CAST(metrics -> '$.headline' AS JSON[])                            AS declared
     FROM latest
     WHERE recency = 1
+),
+
+-- one entry per declared metric; a per-key metric (the probe's per-class accuracy) one per key
+flattened AS (
+    SELECT
+        *,
+        flatten(list_transform(declared, lambda spec:
+            CASE WHEN coalesce(CAST(spec ->> '$.per_key' AS BOOLEAN), false)
+                 THEN list_transform(
+                          map_entries(TRY_CAST(scores -> ('$.' || (spec ->> '$.name')) AS MAP(VARCHAR, DOUBLE))),
+                          lambda e: struct_pack(k := (spec ->> '$.name') || '[' || e.key || ']', v := e.value))
+                 ELSE [struct_pack(k := spec ->> '$.name',
+                                   v := TRY_CAST(scores ->> ('$.' || (spec ->> '$.name')) AS DOUBLE))]
+            END)) AS means,
+        flatten(list_transform(declared, lambda spec:
+            CASE WHEN coalesce(CAST(spec ->> '$.per_key' AS BOOLEAN), false)
+                 THEN list_transform(
+                          map_entries(TRY_CAST(spread -> ('$.' || (spec ->> '$.name')) AS MAP(VARCHAR, DOUBLE))),
+                          lambda e: struct_pack(k := (spec ->> '$.name') || '[' || e.key || ']', v := e.value))
+                 ELSE [struct_pack(k := spec ->> '$.name',
+                                   v := TRY_CAST(spread ->> ('$.' || (spec ->> '$.name')) AS DOUBLE))]
+            END)) AS spreads
+    FROM scored
 ),
 
 final AS (
     SELECT
         CAST(array_to_string(backbones, ' ⊕ ') AS VARCHAR)                     AS backbone,
         CAST(layer AS VARCHAR)                                                 AS layer,
+        CAST(variant AS VARCHAR)                                               AS variant,
+        CAST(target AS VARCHAR)                                                AS target,
         CAST(len(json_keys(metrics, '$.layers')) AS INTEGER)                   AS layers_tried,
         CAST(split_name AS VARCHAR)                                            AS split_name,
         CAST(eval_split AS VARCHAR)                                            AS eval_split,
         CAST(coalesce(json_array_length(metrics -> '$.seeds.values'), 1) AS INTEGER) AS seeds,
         CAST(scores ->> '$.n' AS INTEGER)                                      AS n,
-        CAST(scores ->> '$.accuracy' AS DOUBLE)                                AS accuracy,
-        CAST(scores ->> '$.balanced_accuracy' AS DOUBLE)                       AS balanced_accuracy,
-        CAST(scores ->> '$.macro_f1' AS DOUBLE)                                AS macro_f1,
-        CAST(scores ->> '$.roc_auc' AS DOUBLE)                                 AS roc_auc,
-        CAST(spread ->> '$.accuracy' AS DOUBLE)                                AS accuracy_std,
-        CAST(spread ->> '$.balanced_accuracy' AS DOUBLE)                       AS balanced_accuracy_std,
-        CAST(spread ->> '$.macro_f1' AS DOUBLE)                                AS macro_f1_std,
-        CAST(spread ->> '$.roc_auc' AS DOUBLE)                                 AS roc_auc_std,
-        CAST(scores -> '$.per_class_accuracy' AS MAP(VARCHAR, DOUBLE))         AS per_class_accuracy,
-        CAST(spread -> '$.per_class_accuracy' AS MAP(VARCHAR, DOUBLE))         AS per_class_accuracy_std,
+        map_from_entries(means)                                                AS headline,
+        map_from_entries(list_filter(spreads, lambda e: e.v IS NOT NULL))      AS headline_std,
+        CAST(to_json(declared) AS VARCHAR)                                     AS declared,
         CAST(run_id AS VARCHAR)                                                AS run_id,
         CAST(created_at AS TIMESTAMP WITH TIME ZONE)                           AS created_at
-    FROM scored
+    FROM flattened
 )
 
-SELECT * FROM final ORDER BY backbone, layer, split_name
+SELECT * FROM final ORDER BY backbone, layer, variant, split_name, target

@@ -12,6 +12,8 @@ from sklearn.linear_model import LogisticRegression
 import heads
 from heads import lbfgs, probe
 from heads.metrics import aggregate, classification, macro_f1
+from heads.data import load
+from heads.protocol import Metric
 from heads.registry import HEADS
 from heads.testing import (
     clusters,
@@ -21,6 +23,7 @@ from heads.testing import (
     write_tracks,
 )
 from heads.train import train
+from lake.cli import UsageError, parse_config
 
 
 def standardised(n_train=3000, n_val=600, n_test=2000, dim=32, classes=4, separation=0.35):
@@ -87,11 +90,31 @@ def test_metrics_match_sklearn_definitions():
     assert binary["roc_auc"] == 1.0
 
 
-def test_seed_aggregation_means_numbers_sums_confusions_and_keeps_text():
-    mean, std = aggregate([{"val": {"accuracy": 0.5, "confusion_matrix": [[1, 0], [0, 1]]}, "layer": "3"},
-                           {"val": {"accuracy": 0.7, "confusion_matrix": [[0, 1], [1, 0]]}, "layer": "3"}])
-    assert mean == {"val": {"accuracy": pytest.approx(0.6), "confusion_matrix": [[1, 1], [1, 1]]}, "layer": "3"}
+def test_seed_aggregation_means_numbers_sums_counts_keeps_curves_and_text():
+    first = {"val": {"accuracy": 0.5, "confusion_matrix": [[1, 0], [0, 1]], "curve": [0.1, 0.2],
+                     "predicted": [1, 0, 1]}, "layer": "3"}
+    second = {"val": {"accuracy": 0.7, "confusion_matrix": [[0, 1], [1, 0]], "curve": [0.3, 0.4],
+                      "predicted": [0, 0, 1]}, "layer": "3"}
+    mean, std = aggregate([first, second], counts=probe.COUNTS)
+    assert mean == {"val": {"accuracy": pytest.approx(0.6), "confusion_matrix": [[1, 1], [1, 1]],
+                            "curve": [0.1, 0.2], "predicted": [1, 0, 1]}, "layer": "3"}
     assert std == {"val": {"accuracy": pytest.approx(0.1)}}
+    assert aggregate([first, second])[0]["val"]["confusion_matrix"] == [[1, 0], [0, 1]]  # not declared: per seed
+
+
+@pytest.mark.parametrize("keys", [{"lr": "nan"}, {"hidden": "16", "lr": "nan"}, {"weight_decay": "inf"}])
+def test_a_nan_or_inf_hyperparameter_is_one_line(keys):
+    with pytest.raises(UsageError, match="expected a finite number"):
+        parse_config(probe.Config, {"dataset": "d", "backbone": "b", "target": "t", **keys})
+
+
+@pytest.mark.parametrize("keys", [{"lr": float("nan")}, {"hidden": 16, "lr": float("nan")},
+                                  {"weight_decay": float("nan")}, {"dropout": float("nan")},
+                                  {"lr": float("inf")}, {"weight_decay": float("inf")}])
+def test_the_config_refuses_nan_and_inf_itself(keys):
+    """`x <= 0` lets NaN through; the checks are written so that it cannot."""
+    with pytest.raises(ValueError):
+        probe.Config(dataset="d", backbone="b", target="t", **keys)
 
 
 @pytest.mark.parametrize("keys", [{}, {"hidden": 16, "dropout": 0.2, "epochs": 30, "lr": 0.01}])
@@ -136,14 +159,20 @@ def test_layer_all_probes_every_layer_and_keeps_the_best_on_val():
 
 
 def test_every_head_module_is_registered():
-    """Every module in heads/ with the head protocol (a Config and a train function) is in HEADS."""
+    """Every module in heads/ with the head protocol (a Config and a train function) is in HEADS,
+    declares its headline, and builds an estimator that has learned nothing yet."""
     found = set()
     for info in pkgutil.iter_modules(heads.__path__):
         module = importlib.import_module(f"heads.{info.name}")
         if hasattr(module, "Config") and callable(getattr(module, "train", None)) and hasattr(module, "plots"):
             found.add(info.name)
     assert found == set(HEADS) and found
+    toy_lake(n=60)
     for name, module in HEADS.items():
         assert module.__name__ == f"heads.{name}"
-        estimator = module.build(module.Config(dataset="d", backbone="b", target="t"), 0, ["a", "b"])
+        assert module.HEADLINE and all(isinstance(m, Metric) for m in module.HEADLINE)
+        cfg = module.Config(dataset="toy", backbone="fake", target="label" if name == "probe" else "score")
+        data = load(cfg, module.inputs(cfg))
+        module.describe(cfg, data)
+        estimator = module.build(cfg, 0, data)
         assert not [k for k in vars(estimator) if k.endswith("_")]  # the constructor learns nothing

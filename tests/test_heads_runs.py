@@ -6,13 +6,14 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from heads import __main__ as train_cli
-from heads import compare, runs
+from heads import compare, probe, runs
 from heads.record import run_part
 from heads.testing import toy_lake
 from lake import catalog, paths, queries
@@ -57,7 +58,9 @@ def test_the_checkpoint_alone_reproduces_the_test_metrics():
     checkpoint = torch.load(run.folder / "model.pt", weights_only=False)
     model = torch.nn.Linear(8, len(checkpoint["classes"]))
     model.load_state_dict(checkpoint["model"])
-    X, y = run.data.arrays("last", "test")
+    test = run.data.part("test")
+    X = run.data.features("last")[test]
+    y = np.searchsorted(checkpoint["classes"], run.data.column("label")[test].astype(str))
     with torch.no_grad():
         pred = model((torch.from_numpy(X) - checkpoint["mean"]) / checkpoint["scale"]).argmax(1).numpy()
     assert (pred == y).mean() == pytest.approx(run.metrics["test"]["accuracy"])
@@ -88,7 +91,8 @@ def test_a_bad_selection_is_one_line_and_exit_code_1(capsys):
 def run_row(run_id, backbones, layer, target="label", minutes=0, test=True, seeds=1, layers=None, split="default"):
     scores = {"n": 10, "accuracy": 0.5 + minutes / 100, "balanced_accuracy": 0.4, "macro_f1": 0.3,
               "per_class_accuracy": {"neg": 0.25, "pos": 0.75}, "roc_auc": 0.6}
-    metrics = {"val": scores, **({"test": scores} if test else {}), "seeds": {"values": list(range(seeds))}}
+    metrics = {"val": scores, **({"test": scores} if test else {}), "seeds": {"values": list(range(seeds))},
+               "headline": [m.spec() for m in probe.HEADLINE]}
     if seeds > 1:
         metrics["seeds"]["std"] = {"test": {"accuracy": 0.02, "per_class_accuracy": {"neg": 0.01, "pos": 0.03}}}
     if layers:
@@ -118,16 +122,20 @@ def test_compare_takes_the_latest_run_per_backbone_and_layer():
     assert [(r["backbone"], r["layer"], r["run_id"], r["eval_split"]) for r in got] == [
         ("clap", "last", "r2", "test"), ("mert", "6", "r4", "test"), ("muq ⊕ campplus", "last", "r3", "val")]
     clap, mert, _fused = got
-    assert clap["accuracy"] == pytest.approx(0.55) and clap["roc_auc"] == pytest.approx(0.6)
-    assert clap["accuracy_std"] is None and clap["layers_tried"] is None and clap["seeds"] == 1
-    assert dict(clap["per_class_accuracy"]) == {"neg": 0.25, "pos": 0.75}
-    assert (mert["seeds"], mert["layers_tried"], mert["accuracy_std"]) == (5, 13, pytest.approx(0.02))
-    assert dict(mert["per_class_accuracy_std"]) == {"neg": 0.01, "pos": 0.03}
+    for r in got:
+        r["headline"], r["headline_std"] = dict(r["headline"] or []), dict(r["headline_std"] or [])
+    assert clap["headline"]["accuracy"] == pytest.approx(0.55) and clap["headline"]["roc_auc"] == pytest.approx(0.6)
+    assert clap["headline_std"] == {} and clap["layers_tried"] is None and clap["seeds"] == 1
+    assert {k: v for k, v in clap["headline"].items() if k.startswith("per_class")} == {
+        "per_class_accuracy[neg]": 0.25, "per_class_accuracy[pos]": 0.75}
+    assert (mert["seeds"], mert["layers_tried"], mert["headline_std"]["accuracy"]) == (5, 13, pytest.approx(0.02))
+    assert mert["headline_std"]["per_class_accuracy[pos]"] == pytest.approx(0.03)
 
     header, cells = compare.table(got)
     assert header == ["backbone", "layer", "on", "n", "seeds", "accuracy", "balanced acc", "macro-F1", "ROC-AUC",
                       "acc[neg]", "acc[pos]"]
     assert cells[1][:2] == ["mert", "6 (best of 13)"] and cells[1][5] == "0.5200 ± 0.0200"
+    assert cells[0][5] == "**0.5500**"  # the best accuracy of the column
     assert cells[1][-1] == "0.7500 ± 0.0300"
 
 

@@ -18,7 +18,7 @@ from transformers import (ClapFeatureExtractor, ClapModel, HubertConfig, HubertM
 
 from embed.hf import ALIASES, BackboneUnavailable, RemoteCodeRefused, load_hf, window_starts
 
-from tiny_models import TINY_ENCODER, noise, save  # noqa: F401  (used by tests below)
+from tiny_models import TINY_ENCODER, cached_repo, noise, save  # noqa: F401  (used by tests below)
 
 
 # -- encoders -------------------------------------------------------------------------------
@@ -296,20 +296,6 @@ def test_bf16_whisper_inside_the_engines_autocast(whisper_dir):
 
 # -- revisions: remote code runs only at a pinned commit -------------------------------------
 
-def cached_repo(hub_id: str, snapshots: dict[str, Path], main: str) -> Path:
-    """A Hugging Face cache entry as `hf download` leaves it: one folder per commit, refs/main."""
-    import shutil
-
-    import huggingface_hub.constants as constants
-
-    repo = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}"
-    for commit, source in snapshots.items():
-        shutil.copytree(source, repo / "snapshots" / commit)
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(main)
-    return repo
-
-
 def test_remote_code_aliases_without_a_verified_pin_need_a_commit(no_hub):
     assert {name for name, spec in ALIASES.items() if spec.trust_remote_code and not spec.revision} == {
         "mert-v1-330m", "culturemert-95m"}
@@ -365,6 +351,6 @@ def test_the_pinned_revision_is_part_of_the_settings_and_the_backbones_row(no_hu
     assert engine.run(cfg).embedded == 2
     row = store.read_backbone("mert-v1-95m")
     assert row["revision"] == pin and json.loads(row["settings"])["revision"] == pin
-    with pytest.raises(ValueError, match="revision=abc: only hf: backbones"):
+    with pytest.raises(ValueError, match="revision=abc: logmel loads no hub checkpoint"):
         EmbedConfig(dataset="tiny", backbone="logmel", revision="abc")
     assert "revision" not in EmbedConfig(dataset="tiny", backbone="logmel").settings()

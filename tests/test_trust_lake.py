@@ -261,6 +261,19 @@ def test_a_split_says_when_it_no_longer_covers_its_dataset(capsys):
     assert splits.coverage_problem(catalog.connect(), "d", "default") is None
 
 
+def test_train_refuses_a_split_that_no_longer_covers_its_dataset():
+    from heads.data import Selection, SelectionError, load
+
+    shas = {f"x{i:02d}": f"h{i}" for i in range(20)}
+    write_tracks("d", shas)
+    write_vectors("d", shas)
+    assert split_cli(splits, "dataset=d", "stratify=label") == 0
+    assert load(Selection(dataset="d", backbone="vec", target="label")).track_ids.size == 20
+    write_tracks("d", {**shas, "n0": "new0"})
+    with pytest.raises(SelectionError, match="split default of d no longer covers its dataset: 1 track added"):
+        load(Selection(dataset="d", backbone="vec", target="label"))
+
+
 def test_a_split_of_a_selection_is_judged_by_what_its_where_selects_now():
     write_tracks("d", {f"x{i:02d}": f"h{i}" for i in range(20)})
     assert split_cli(splits, "dataset=d", "name=rock", "where=label = 'rock'", "seed=3") == 0

@@ -55,3 +55,9 @@ class MusicnnBackbone:
         )
 
 
+PRECISIONS = MusicnnBackbone.precisions
+
+
+def load(request) -> MusicnnBackbone:
+    """The registry's loader (embed/registry.py)."""
+    return MusicnnBackbone(request.kind, layers=request.layers, device=request.device)
