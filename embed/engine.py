@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
 
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -39,6 +40,7 @@ from embed.shard import (CLIP_FAILURE, EmbedRefused, ShardResult, ShardSettings,
                          check_device, claim_name, load_model, refuse_other_settings)
 from lake import atomic, catalog, locks, paths
 from lake.cli import make_console
+from lake.parts import table_parts
 
 __all__ = ["CLIP_FAILURE", "EmbedConfig", "EmbedRefused", "EmbedResult", "Plan", "dataset_clips", "finish",
            "job_lock_path", "plan", "run", "write_report"]
@@ -189,14 +191,15 @@ class Plan:
 
 
 def dataset_clips(dataset: str) -> dict[str, list[Clip]]:
-    con = catalog.connect()
-    rows = con.execute(
-        "SELECT track_id, sha256, shard, \"offset\", nbytes, duration_s FROM tracks "
-        "WHERE dataset = $dataset ORDER BY shard, \"offset\"", {"dataset": dataset}).fetchall()
+    """The dataset's clips by shard, in shard order, read from its `tracks` parts (no DuckDB
+    catalog: opening one and its views cost a small job ~45 ms)."""
+    columns = ["track_id", "sha256", "shard", "offset", "nbytes", "duration_s"]
+    tables = [pq.ParquetFile(part).read(columns=columns) for part in table_parts("tracks", dataset=dataset)]
     by_shard: dict[str, list[Clip]] = defaultdict(list)
-    for row in rows:
-        by_shard[row[2]].append(Clip(*row))
-    return dict(by_shard)
+    for table in tables:
+        for row in zip(*(table.column(c).to_pylist() for c in columns)):
+            by_shard[row[2]].append(Clip(*row))
+    return {shard: sorted(clips, key=lambda c: c.offset) for shard, clips in sorted(by_shard.items())}
 
 
 def check_settings(settings: ShardSettings) -> None:
