@@ -9,7 +9,9 @@ that one clip, `np.save` one file.
 Printed: share of wall time inside the model's forward (target >= 95% on CPU), engine vs
 naive clips/s (fp32 target >= 1.0x on CPU; precision=bf16 target >= 1.8x with its cosine to
 fp32 reported), and, where CUDA is present, engine vs naive on the GPU (target >= 10x) and
-engine vs forward-only at the best batch size (target >= 70%).
+engine vs forward-only at the best batch size (target >= 70%). The CPU runs are interleaved,
+naive, engine fp32, engine bf16, naive, ... for `rounds` rounds, and their medians compared, so
+a neighbour's load on a shared machine does not decide a ratio; each round's ratio is printed too.
 
 Any registered backbone can be timed the same way, against the same naive loop around that
 backbone's own `embed` (one file at a time: read, resample, embed, `np.save`): a name (`campplus`,
@@ -17,19 +19,21 @@ backbone's own `embed` (one file at a time: read, resample, embed, `np.save`): a
 `tiny:<kind>` for the tests' tiny random model of that kind (tiny:muq, tiny:muq-mulan,
 tiny:campplus, tiny:ecapa, tiny:qwen2-audio, tiny:clap-fused).
 
-    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn,tiny:campplus,ecapa] [batch_size=4]
+    python bench/embed.py [clips=8] [seconds=10] [models=mert,musicnn,tiny:campplus,ecapa] [batch_size=4] [rounds=3]
 """
 from __future__ import annotations
 
 import io
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -49,6 +53,8 @@ class BenchConfig:
     models: tuple[str, ...] = ("mert", "musicnn")
     batch_size: int = 0       # the engine's default (1 on CPU)
     loader_workers: int = 1
+    rounds: int = 3           # each run once per round, A B A B ...; medians are compared
+    forward_reps: int = 5     # the forward alone, engine vs naive on one clip, interleaved: the ceiling of the ratios
 
 
 def make_clips(folder: Path, cfg: BenchConfig) -> list[Path]:
@@ -145,18 +151,18 @@ def naive_backbone(files: list[Path], backbone: str, out: Path, seconds: float) 
     return time.perf_counter() - started
 
 
-def time_backbone(index: int, spec: str, files: list[Path], work: Path, cfg: BenchConfig) -> list[tuple]:
-    """Rows for one registered backbone: its naive loop, then the engine on the same clips."""
+def time_backbone(index: int, spec: str, files: list[Path], work: Path, cfg: BenchConfig) -> dict[str, list]:
+    """One registered backbone's naive loop and the engine on the same clips, interleaved."""
     from embed.registry import default_name
 
     backbone = tiny_backbone(spec[len("tiny:"):], work) if spec.startswith("tiny:") else spec
     label = spec if spec.startswith("tiny:") else default_name(backbone)
     out = work / f"naive-{index}"
     out.mkdir()
-    naive_s = naive_backbone(files[:cfg.clips], backbone, out, cfg.seconds)
-    result = engine_run(backbone, f"bench-{index}", cfg, "clips", device="cpu")
-    return [(f"{label} naive loop", cfg.clips, naive_s, None, 1.0),
-            (f"{label} engine", cfg.clips, result.seconds, share(result), naive_s / result.seconds)]
+    return interleaved({
+        f"{label} naive loop": lambda: (naive_backbone(files[:cfg.clips], backbone, out, cfg.seconds), None, None),
+        f"{label} engine": lambda: timed(engine_run(backbone, f"bench-{index}", cfg, "clips", device="cpu")),
+    }, cfg.rounds)
 
 
 def engine_run(backbone: str, name: str, cfg: BenchConfig, dataset: str, **options):
@@ -164,7 +170,90 @@ def engine_run(backbone: str, name: str, cfg: BenchConfig, dataset: str, **optio
 
     with redirect_stderr(io.StringIO()):
         return run(EmbedConfig(dataset=dataset, backbone=backbone, name=name, batch_size=cfg.batch_size,
-                               loader_workers=cfg.loader_workers, max_seconds=cfg.seconds, **options))
+                               loader_workers=cfg.loader_workers, max_seconds=cfg.seconds, force=True, **options))
+
+
+def interleaved(runs: dict[str, Callable[[], tuple]], rounds: int) -> dict[str, list]:
+    """{name: [(seconds, in-model share, seconds per clip after loading), ...]}: every run once
+    per round, in turn, so a neighbour's
+    load on a shared machine lands on all of them alike rather than on whichever ran at the time."""
+    times: dict[str, list] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, one in runs.items():
+            times[name].append(one())
+    return times
+
+
+def timed(result) -> tuple[float, float, float]:
+    return result.seconds, share(result), (result.seconds - result.load_seconds) / max(1, result.embedded)
+
+
+def add_rows(rows: list, times: dict[str, list], clips: int) -> None:
+    """Medians of the rounds; the first run is the baseline of the others."""
+    baseline_runs = next(iter(times.values()))
+    baseline = statistics.median(t for t, *_ in baseline_runs)
+    for name, runs in times.items():
+        seconds = statistics.median(t for t, *_ in runs)
+        shares = [s for _, s, *_ in runs if s is not None]
+        per_clip = [c for *_, c in runs if c is not None]
+        rows.append((name, clips, seconds, statistics.median(shares) if shares else None, baseline / seconds,
+                     [first[0] / t for first, (t, *_) in zip(baseline_runs, runs)],
+                     statistics.median(per_clip) if per_clip else None))
+
+
+def forward_ceiling(model_dir: Path, clip: Path, reps: int) -> dict[str, float]:
+    """Seconds of one clip's forward, median of `reps` interleaved calls: the naive loop's, and
+    the engine's backbone in fp32 and in bf16 (inside one autocast region, as a shard runs).
+    Whatever the engine does around the forward, its job ratio cannot beat these."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from embed.hf import load_hf
+
+    audio, rate = sf.read(clip, dtype="float32")
+    wave = soxr.resample(audio.mean(axis=1), rate, 24000).astype(np.float32)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    inputs = AutoFeatureExtractor.from_pretrained(model_dir)(wave, sampling_rate=24000, return_tensors="pt")
+    fp32, bf16 = (load_hf(f"hf:{model_dir}", device="cpu", precision=p) for p in ("fp32", "bf16"))
+
+    def naive() -> None:
+        with torch.no_grad():
+            model(**inputs).last_hidden_state.mean(dim=1)
+
+    def in_bf16() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16.embed([wave])
+
+    runs = {"naive": naive, "fp32": lambda: fp32.embed([wave]), "bf16": in_bf16}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        for one in runs.values():
+            one()  # warm-up
+        for _ in range(reps):
+            for name, one in runs.items():
+                started = time.perf_counter()
+                one()
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+SHARD_CLIPS = 500           # a 256 MB shard of 30 s MP3s at ~0.5 MB each
+CORPUS = 1_000_000
+WORKER_START_S = 30.0       # a worker's process start, imports and model load, paid once per worker
+
+
+def scale_note(rows: list, seconds: float) -> None:
+    """The engine's measured seconds per clip, per shard, and for a 1M-clip corpus on N workers."""
+    print(f"\nscale, from the medians above ({seconds:g} s clips, this machine's cores per worker; assumed: "
+          f"{SHARD_CLIPS} clips a shard, {WORKER_START_S:g} s to start a worker, shards evenly spread, the lake's "
+          "storage keeps up):")
+    shards = -(-CORPUS // SHARD_CLIPS)
+    for name, *_, per_clip in rows:
+        if per_clip is None:
+            continue
+        shard_s = per_clip * SHARD_CLIPS
+        hours = {n: (WORKER_START_S + -(-shards // n) * shard_s) / 3600 for n in (1, 8, 64, 512)}
+        print(f"  {name:29} {per_clip:6.3f} s/clip  {shard_s / 60:6.1f} min/shard  1M clips: "
+              + ", ".join(f"{h:,.1f} h on {n}" for n, h in hours.items()))
 
 
 def forward_only(model_dir: Path, device: str, seconds: float, batches=(1, 2, 4, 8, 16)) -> tuple[int, float]:
@@ -223,27 +312,39 @@ def main(argv: list[str]) -> int:
         if "mert" in cfg.models:
             model_dir = mert_shaped(work / "mert-shaped")
             (work / "naive").mkdir()
-            naive_s = naive_mert(files[:cfg.clips], model_dir, work / "naive", "cpu")
-            fp32 = engine_run(f"hf:{model_dir}", "mert-fp32", cfg, "mert", device="cpu")
-            bf16 = engine_run(f"hf:{model_dir}", "mert-bf16", cfg, "mert", device="cpu", precision="bf16")
-            rows += [("mert-shaped naive loop (fp32)", cfg.clips, naive_s, None, 1.0),
-                     ("mert-shaped engine fp32", cfg.clips, fp32.seconds, share(fp32), naive_s / fp32.seconds),
-                     ("mert-shaped engine bf16", cfg.clips, bf16.seconds, share(bf16), naive_s / bf16.seconds)]
+            add_rows(rows, interleaved({
+                "mert-shaped naive loop (fp32)": lambda: (naive_mert(files[:cfg.clips], model_dir, work / "naive",
+                                                                     "cpu"), None, None),
+                "mert-shaped engine fp32": lambda: timed(engine_run(f"hf:{model_dir}", "mert-fp32", cfg, "mert",
+                                                                    device="cpu")),
+                "mert-shaped engine bf16": lambda: timed(engine_run(f"hf:{model_dir}", "mert-bf16", cfg, "mert",
+                                                                    device="cpu", precision="bf16")),
+            }, cfg.rounds), cfg.clips)
             bf16_cos = cosine(vectors("mert", "mert-fp32"), vectors("mert", "mert-bf16"))
         if "musicnn" in cfg.models:
             (work / "naive-musicnn").mkdir()
-            naive_s = naive_musicnn(files[:cfg.musicnn_clips], work / "naive-musicnn")
-            result = engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn", device="cpu")
-            rows += [("musicnn-mtt naive loop", cfg.musicnn_clips, naive_s, None, 1.0),
-                     ("musicnn-mtt engine", cfg.musicnn_clips, result.seconds, share(result), naive_s / result.seconds)]
+            add_rows(rows, interleaved({
+                "musicnn-mtt naive loop": lambda: (naive_musicnn(files[:cfg.musicnn_clips], work / "naive-musicnn"),
+                                                   None, None),
+                "musicnn-mtt engine": lambda: timed(engine_run("musicnn-mtt", "musicnn-mtt", cfg, "musicnn",
+                                                               device="cpu")),
+            }, cfg.rounds), cfg.musicnn_clips)
         for index, spec in enumerate(cfg.models):
             if spec not in ("mert", "musicnn"):
-                rows += time_backbone(index, spec, files, work, cfg)
-        print(f"\n{'CPU':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}{'in model':>10}{'vs naive':>10}")
-        for name, clips, secs, in_model, ratio in rows:
+                add_rows(rows, time_backbone(index, spec, files, work, cfg), cfg.clips)
+        print(f"\n{'CPU, median of ' + str(cfg.rounds) + ' rounds':31}{'clips':>6}{'seconds':>9}{'clips/s':>9}"
+              f"{'in model':>10}{'vs naive':>10}  per round")
+        for name, clips, secs, in_model, ratio, per_round, _ in rows:
             print(f"{name[:30]:31}{clips:6d}{secs:9.2f}{clips / secs:9.2f}"
-                  f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x")
+                  f"{'' if in_model is None else f'{in_model:.1%}':>10}{ratio:9.2f}x  "
+                  + " ".join(f"{r:.2f}" for r in per_round))
         print("(wall time includes model loading for both; 'in model' is the forward's share of the time after loading)")
+        if "mert" in cfg.models and cfg.forward_reps:
+            forward = forward_ceiling(model_dir, files[0], cfg.forward_reps)
+            print(f"forward alone, one clip, median of {cfg.forward_reps} interleaved: naive {forward['naive']:.2f} s, "
+                  f"engine fp32 {forward['fp32']:.2f} s ({forward['naive'] / forward['fp32']:.2f}x), engine bf16 "
+                  f"{forward['bf16']:.2f} s ({forward['naive'] / forward['bf16']:.2f}x): the ceiling of the job ratios")
+        scale_note(rows, cfg.seconds)
         if "mert" in cfg.models:
             print(f"\nbf16 vs fp32 vectors: mean cosine {bf16_cos:.5f} (expected >= 0.999)")
             print("targets (CPU): in-model share >= 95%; engine fp32 >= 1.0x naive; bf16 >= 1.8x naive")

@@ -6,9 +6,6 @@ them); 2 for a bad command line.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +14,6 @@ from embed import engine
 from embed.engine import EmbedConfig, EmbedRefused, EmbedResult
 from ingest.build import IngestFailed
 from ingest.source import SourceError
-from lake import catalog
 from lake.cli import fail, key_values, make_console, parse_config, run_main
 
 
@@ -35,27 +31,7 @@ def ensure_ingested(dataset: str, console: Console) -> None:
     ingest(dataset, console=console)
 
 
-def run_workers(cfg: EmbedConfig, argv: list[str]) -> None:
-    """workers=N: N engine processes, worker i taking every N-th shard; torch threads split.
-    They run under this process's job lock, after it has applied force=true and pruned."""
-    threads = max(1, (os.cpu_count() or 1) // cfg.workers)
-    base = [a for a in argv if not a.startswith(("workers=", "slot=", "force="))]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen([sys.executable, "-m", "embed", *base, "workers=1", f"slot={i}/{cfg.workers}"], env=env)
-             for i in range(cfg.workers)]
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise EmbedRefused(f"{sum(1 for c in codes if c)} of {cfg.workers} workers failed (see above); "
-                           "the next run resumes where they stopped")
-
-
 def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
-    if cfg.workers > 1:
-        console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: {result.already:,} clips embedded by "
-                      f"{cfg.workers} workers, {result.already_failed + len(result.failures) or 'no'} failures recorded")
-        if result.report:
-            console.print(f"report {result.report}")
-        return
     if result.status == "unchanged":
         failed = (f" ({result.already_failed:,} of them without a vector: their audio does not decode, see "
                   f"{result.report})" if result.already_failed else "")
@@ -64,8 +40,10 @@ def summary(result: EmbedResult, cfg: EmbedConfig, console: Console) -> None:
         return
     rate = result.embedded / result.seconds if result.seconds else 0.0
     working = result.seconds - result.load_seconds
-    share = result.model_seconds / working if working > 0 else 0.0
-    console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: embedded {result.embedded:,} clips "
+    share = result.model_seconds / working / result.workers if working > 0 else 0.0
+    kind = "Ray workers" if cfg.engine == "ray" else "worker processes"
+    where = f" by {result.workers} {kind}" if cfg.engine == "ray" or result.workers > 1 else ""
+    console.print(f"[green]{cfg.dataset} · {cfg.name}[/]: embedded {result.embedded:,} clips{where} "
                   f"({result.audio_seconds / 3600:.2f} h of audio) in {result.seconds:.1f} s, {rate:.1f} clips/s, "
                   f"{share:.0%} of it in the model after {result.load_seconds:.1f} s loading; "
                   f"{result.already:,} were already done")
@@ -89,13 +67,8 @@ def main(argv: list[str]) -> int:
     console = make_console(stderr=True)
     try:
         cfg = parse_config(EmbedConfig, pairs)
-        if not cfg.slot:
-            ensure_ingested(cfg.dataset, console)
-        workers = (lambda: run_workers(cfg, argv)) if cfg.workers > 1 else None
-        result = engine.run(cfg, console, spawn_workers=workers)
-        if not cfg.slot:
-            result.report = engine.write_report(cfg)
-            catalog.refresh()
+        ensure_ingested(cfg.dataset, console)
+        result = engine.finish(cfg, engine.run(cfg, console))
     except (EmbedRefused, SourceError, IngestFailed) as err:  # the last two from ingesting first
         fail(str(err), code=1)
     except (RuntimeError, OSError) as err:

@@ -1,16 +1,20 @@
 """The embedding engine: a dataset's shards → one Parquet part of vectors per shard.
 
-Embeddings are computed once. The job asks the lake what is already there (parts, and the
-(track, sha256) pairs inside them), embeds only what is missing, and writes each shard's
-part atomically when its last batch is done. A killed job therefore resumes at the first
+A job is three steps. Plan: ask the lake what is already there (parts, and the (track,
+sha256) pairs inside them) and list the shards with clips still to embed. Work: each such
+shard goes to `embed.shard.embed_shard`, which reads its clips' bytes and writes its part
+atomically; this process runs them itself, or hands them to `workers=N` local processes or
+to Ray actors (`engine=ray`), and every one of those calls the same function. Finish: the
+counts, the failure report and the catalog. A killed job therefore resumes at the first
 unfinished shard; a finished job does nothing and says so; clips added to the dataset later
 are embedded alone. Nothing here knows about a particular backbone beyond its contract.
 
 Two jobs never work on one (dataset, name) at once: the second is refused at start (the job
-lock). A name is shared by datasets, so its settings are checked and claimed in one step
-under the name's own lock, and each part carries the hash of the settings it was made with.
-Only a clip's own failure (its audio does not decode, its vector is not finite) is written
-down; a clip the job could not read is left for the next run, and the job fails.
+lock, held by this process while any engine works). A name is shared by datasets, so its
+settings are checked and claimed in one step under the name's own lock, and each part
+carries the hash of the settings it was made with. Only a clip's own failure (its audio does
+not decode, its vector is not finite) is written down; a clip the job could not read is left
+for the next run, and the job fails.
 """
 from __future__ import annotations
 
@@ -21,24 +25,25 @@ import numbers
 import re
 import time
 from collections import defaultdict
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Iterator, Literal
 
-import numpy as np
-import torch
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from embed import registry, store
-from embed.backbone import Backbone
-from embed.loader import BatchDataset, Clip, Decoded, loader, plan_batches
+from embed.loader import Clip
+from embed.shard import (CLIP_FAILURE, EmbedRefused, ShardResult, ShardSettings, ShardTask, ShardWorker,
+                         check_device, claim_name, load_model, refuse_other_settings)
 from lake import atomic, catalog, locks, paths
 from lake.cli import make_console
-from lake.errors import one_line
+from lake.parts import table_parts
 
-CLIP_FAILURE = "clip"  # the `kind` of every recorded failure: a property of the clip's own audio
+__all__ = ["CLIP_FAILURE", "EmbedConfig", "EmbedRefused", "EmbedResult", "Plan", "dataset_clips", "finish",
+           "job_lock_path", "plan", "run", "write_report"]
 
 
 @dataclass
@@ -52,9 +57,12 @@ class EmbedConfig:
     batch_size: int = 0          # clips per forward; 0: 1 on CPU (batching buys nothing there), 16 on CUDA
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA where the backbone computes it
-    loader_workers: int = 2      # decoding processes feeding the model
-    workers: int = 1             # local engine processes, each taking whole shards
-    slot: str = ""               # internal: "i/n" for worker i of n
+    loader_workers: int = 2      # decoding processes feeding each model
+    workers: int = 1             # models working at once, each taking whole shards: processes here, or Ray actors
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str = ""        # engine=ray: an existing cluster (host:port, ray://host:port, auto); empty: start one here
+    num_cpus: float | None = None  # engine=ray: CPUs per worker (default 1; also its torch threads)
+    num_gpus: float | None = None  # engine=ray: GPUs per worker (default 0; > 0 computes on CUDA)
     strict: bool = False
     force: bool = False          # drop this dataset's vectors for the name and recompute
     trust_remote_code: bool | None = None
@@ -71,16 +79,41 @@ class EmbedConfig:
         whole_number("workers", self.workers, minimum=1)
         whole_number("batch_size", self.batch_size, minimum=0)
         whole_number("loader_workers", self.loader_workers, minimum=0)
-        self.device = resolve_device(self.device)
+        self.device = self.work_device()
         self.precision = resolve_precision(self.backbone, self.precision, self.device)
         self.revision = registry.revision_for(self.backbone, self.revision)
-        if self.batch_size == 0:
-            # On a few CPU cores one clip per forward is as fast as any batch for a MERT-size
-            # model (measured 0.82x at batch 4 on 2 cores); a GPU needs batches to be fed.
-            self.batch_size = 16 if self.device.startswith("cuda") else 1
+
+    def work_device(self) -> str:
+        """The device kind the work will run on, decided without asking the driver's hardware
+        unless the work runs here: the local engine computes on this machine; a Ray worker on
+        what its resources give it (num_gpus). Each worker checks its device again (shard.py)."""
+        if self.engine == "local":
+            for key in ("ray_address", "num_cpus", "num_gpus"):
+                if getattr(self, key) not in (None, ""):
+                    raise ValueError(f"{key}={getattr(self, key)}: only for engine=ray")
+            return check_device(self.device)
+        self.num_cpus = 1.0 if self.num_cpus is None else self.num_cpus
+        self.num_gpus = 0.0 if self.num_gpus is None else self.num_gpus
+        if not (math.isfinite(self.num_cpus) and self.num_cpus > 0):
+            raise ValueError(f"num_cpus={self.num_cpus}: must be a positive number of CPUs per worker")
+        if not (math.isfinite(self.num_gpus) and self.num_gpus >= 0):
+            raise ValueError(f"num_gpus={self.num_gpus}: must be 0 or more GPUs per worker")
+        if not re.fullmatch(r"auto|cpu|cuda", self.device):
+            raise ValueError(f"device={self.device}: with engine=ray use auto, cpu or cuda (Ray gives each worker "
+                             "its own GPUs, so no cuda:N)")
+        if self.num_gpus > 0:
+            if self.device == "cpu":
+                raise ValueError(f"device=cpu with num_gpus={self.num_gpus:g}: the workers would hold GPUs they do "
+                                 "not use; leave num_gpus= out")
+            return "cuda"
+        if self.device == "cuda":
+            raise ValueError("device=cuda with engine=ray: give each worker a GPU, e.g. num_gpus=1")
+        return "cpu"
 
     def settings(self) -> dict[str, str]:
-        """Every option that changes the vectors; a stored name keeps one set of these."""
+        """Every option that changes the vectors; a stored name keeps one set of these. Unchanged
+        since parts first carried their hash, so every existing part keeps matching: what moved
+        is where `precision=auto` is decided (the workers' device kind, not the driver's)."""
         settings = {"backbone": self.backbone, "layers": self.layers or "default",
                     "max_seconds": f"{self.max_seconds:g}", "chunking": self.chunking,
                     "precision": self.precision}
@@ -91,26 +124,18 @@ class EmbedConfig:
     def settings_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
 
+    def shard_settings(self) -> ShardSettings:
+        return ShardSettings(
+            root=str(paths.root()), dataset=self.dataset, name=self.name, backbone=self.backbone,
+            layers=self.layers, max_seconds=self.max_seconds, chunking=self.chunking, precision=self.precision,
+            device=self.device, batch_size=self.batch_size, loader_workers=self.loader_workers, strict=self.strict,
+            trust_remote_code=self.trust_remote_code, revision=self.revision,
+            settings=json.dumps(self.settings(), sort_keys=True), settings_hash=self.settings_hash())
+
 
 def whole_number(key: str, value, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not value >= minimum:
         raise ValueError(f"{key}={value}: must be a whole number, {minimum} or more")
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → what this machine has; a CUDA device it does not have is refused before any loading."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", device):
-        raise ValueError(f"device={device}: use auto, cpu, cuda or cuda:N")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device}: torch finds no CUDA device here (no GPU or driver, or a CPU-only "
-                             "torch build): use device=cpu or device=auto")
-        index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
-        if index >= count:
-            raise ValueError(f"device={device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    return device
 
 
 def resolve_precision(backbone: str, precision: str, device: str) -> str:
@@ -139,75 +164,47 @@ class EmbedResult:
     parts: list[str] = field(default_factory=list)
     seconds: float = 0.0
     load_seconds: float = 0.0    # planning and model loading, before the first batch
-    model_seconds: float = 0.0
+    model_seconds: float = 0.0   # summed over the workers
     audio_seconds: float = 0.0
+    workers: int = 1             # models that worked side by side (processes or Ray actors)
     report: str | None = None
 
-
-class EmbedRefused(Exception):
-    """The job would mix incompatible vectors under one name, or has nothing to read."""
+    def add(self, shard: ShardResult) -> None:
+        self.embedded += shard.embedded
+        self.failures.extend(shard.failures)
+        self.unread.extend(shard.unread)
+        self.model_seconds += shard.model_seconds
+        self.audio_seconds += shard.audio_seconds
+        if shard.part:
+            self.parts.append(shard.part)
 
 
 @dataclass
 class Plan:
-    pending: dict[str, list[Clip]]   # by shard: clips with neither a vector nor a recorded failure
+    tasks: list[ShardTask]           # by shard: clips with neither a vector nor a recorded failure
     done: int                        # current clips that have one of the two
     failed: list[dict[str, str]]     # the recorded failures among them
 
+    @property
+    def clips(self) -> int:
+        return sum(len(task.clips) for task in self.tasks)
+
 
 def dataset_clips(dataset: str) -> dict[str, list[Clip]]:
-    con = catalog.connect()
-    rows = con.execute(
-        "SELECT track_id, sha256, shard, \"offset\", nbytes, duration_s FROM tracks "
-        "WHERE dataset = $dataset ORDER BY shard, \"offset\"", {"dataset": dataset}).fetchall()
+    """The dataset's clips by shard, in shard order, read from its `tracks` parts (no DuckDB
+    catalog: opening one and its views cost a small job ~45 ms)."""
+    columns = ["track_id", "sha256", "shard", "offset", "nbytes", "duration_s"]
+    tables = [pq.ParquetFile(part).read(columns=columns) for part in table_parts("tracks", dataset=dataset)]
     by_shard: dict[str, list[Clip]] = defaultdict(list)
-    for row in rows:
-        by_shard[row[2]].append(Clip(*row))
-    return dict(by_shard)
+    for table in tables:
+        for row in zip(*(table.column(c).to_pylist() for c in columns)):
+            by_shard[row[2]].append(Clip(*row))
+    return {shard: sorted(clips, key=lambda c: c.offset) for shard, clips in sorted(by_shard.items())}
 
 
-def refuse_other_settings(cfg: EmbedConfig, stored: dict | None) -> None:
-    if stored is None:
-        return
-    theirs = json.loads(stored["settings"])
-    if theirs == cfg.settings():
-        return
-    keys = dict.fromkeys([*cfg.settings(), *theirs])
-    diff = ", ".join(f"{k}={theirs.get(k)} (now {cfg.settings().get(k)})" for k in keys
-                     if theirs.get(k) != cfg.settings().get(k))
-    raise EmbedRefused(
-        f"backbone name {cfg.name!r} already holds vectors made with {diff}; mixing them would make "
-        f"the vectors incomparable: pass name=NEW_NAME, or delete {store.backbone_part(cfg.name).parent} "
-        f"and {paths.table_dir('embeddings')}/*/backbone={cfg.name} to start over"
-    )
-
-
-def check_settings(cfg: EmbedConfig) -> None:
-    """Early refusal, before a model is loaded; `claim_name` is the check that decides."""
-    refuse_other_settings(cfg, store.read_backbone(cfg.name))
-
-
-def claim_name(cfg: EmbedConfig, model: Backbone) -> None:
-    """Checks settings and weights against the name's provenance row, and writes the row when there
-    is none, as one step under the name's lock: of two jobs (on one dataset or two) that both passed
-    `check_settings` with different settings, the second to claim is refused before writing a part."""
-    prov = model.provenance()
-    with store.backbone_lock(cfg.name):
-        stored = store.read_backbone(cfg.name)
-        refuse_other_settings(cfg, stored)
-        if stored and stored["revision"] != prov.revision:
-            raise EmbedRefused(
-                f"backbone name {cfg.name!r} holds vectors from weights {stored['revision']}, but the model now "
-                f"loads {prov.revision}: pass name=NEW_NAME for the new weights")
-        if stored is None:
-            store.write_backbone({
-                "backbone": cfg.name, "spec": cfg.backbone, "model_id": prov.model_id,
-                "revision": prov.revision, "sample_rate": prov.sample_rate, "dim": prov.dim,
-                "layers": list(prov.layers), "pooling": prov.pooling, "max_seconds": cfg.max_seconds,
-                "chunking": cfg.chunking, "precision": cfg.precision,
-                "settings": json.dumps(cfg.settings(), sort_keys=True),
-                "packages": json.dumps({**prov.packages, **prov.options}, sort_keys=True),
-            })
+def check_settings(settings: ShardSettings) -> None:
+    """Early refusal, before a model is loaded; `shard.claim_name` is the check that decides."""
+    refuse_other_settings(settings, store.read_backbone(settings.name))
 
 
 def job_lock_path(dataset: str, name: str) -> Path:
@@ -217,8 +214,8 @@ def job_lock_path(dataset: str, name: str) -> Path:
 @contextmanager
 def job_lock(cfg: EmbedConfig) -> Iterator[None]:
     """One job per (dataset, name) at a time, refused at once rather than queued: a second job
-    would only redo the first one's clips, or mix other settings into its parts. The workers of a
-    `workers=N` job run under their parent's lock and never take it."""
+    would only redo the first one's clips, or mix other settings into its parts. Worker
+    processes and Ray actors work under the lock of the process that planned their shards."""
     stack = ExitStack()
     try:
         stack.enter_context(locks.file_lock(job_lock_path(cfg.dataset, cfg.name), wait=False,
@@ -230,7 +227,8 @@ def job_lock(cfg: EmbedConfig) -> Iterator[None]:
 
 
 def plan(cfg: EmbedConfig, clips: dict[str, list[Clip]]) -> Plan:
-    """What is left to embed under this name; a part made with other settings stops the job."""
+    """What is left to embed under this name, one task per shard; a part made with other
+    settings stops the job. Parts holding vectors of clips the dataset no longer has are pruned."""
     current = {(c.track_id, c.sha256) for shard in clips.values() for c in shard}
     done: set[tuple[str, str]] = set()
     failed: dict[tuple[str, str], dict] = {}
@@ -242,8 +240,7 @@ def plan(cfg: EmbedConfig, clips: dict[str, list[Clip]]) -> Plan:
                 f"so its vectors cannot count as done or be mixed with new ones: force=true recomputes "
                 f"{cfg.dataset} · {cfg.name}, or pass name=NEW_NAME")
         pairs = contents.pairs
-        if pairs - current and not cfg.slot:  # the parent prunes once; workers only read
-            # Only a part that holds stale rows is read in full and rewritten.
+        if pairs - current:  # only a part that holds stale rows is read in full and rewritten
             store.drop_stale(part, current)
             pairs &= current
         done |= pairs
@@ -251,102 +248,13 @@ def plan(cfg: EmbedConfig, clips: dict[str, list[Clip]]) -> Plan:
         failed.update({(f["track_id"], f["sha256"]): f for f in contents.failures
                        if f.get("kind") == CLIP_FAILURE and (f["track_id"], f["sha256"]) in current})
     done |= set(failed)
-    pending = {}
-    for index, (shard, shard_clips) in enumerate(sorted(clips.items())):
-        if cfg.slot and index % int(cfg.slot.split("/")[1]) != int(cfg.slot.split("/")[0]):
-            continue
-        todo = [c for c in shard_clips if (c.track_id, c.sha256) not in done]
+    tasks = []
+    for shard, shard_clips in sorted(clips.items()):
+        todo = tuple(c for c in shard_clips if (c.track_id, c.sha256) not in done)
         if todo:
-            pending[shard] = todo
-    return Plan(pending, len(done & current), list(failed.values()))
-
-
-def clip_record(clip: Clip, reason: str, kind: str | None = CLIP_FAILURE) -> dict[str, str]:
-    return {"track_id": clip.track_id, "sha256": clip.sha256, "reason": reason, **({"kind": kind} if kind else {})}
-
-
-def embed_batch(model: Backbone, batch: list[Decoded], cfg: EmbedConfig) -> tuple[dict, list[dict], list[dict], float]:
-    """Vectors per clip per layer for one decoded batch, its clip failures, the clips that could
-    not be read, and seconds in the model."""
-    good = [d for d in batch if d.error is None and d.unread is None]
-    failures = [clip_record(d.clip, d.error) for d in batch if d.error]
-    unread = [clip_record(d.clip, d.unread, kind=None) for d in batch if d.unread]
-    chunks = [chunk for d in good for chunk in d.chunks]
-    per_layer: dict[str, list[np.ndarray]] = defaultdict(list)
-    started = time.perf_counter()
-    with torch.inference_mode():
-        for start in range(0, len(chunks), cfg.batch_size):
-            for layer, vectors in model.embed(chunks[start:start + cfg.batch_size]).items():
-                per_layer[layer].append(np.asarray(vectors, dtype=np.float32))
-    model_seconds = time.perf_counter() - started
-    stacked = {layer: np.concatenate(parts) if parts else np.empty((0, model.dim), np.float32)
-               for layer, parts in per_layer.items()}
-    vectors: dict[str, dict[str, np.ndarray]] = {}
-    position = 0
-    for d in good:
-        n = len(d.chunks)
-        clip_vectors = {layer: m[position:position + n].mean(axis=0) for layer, m in stacked.items()}
-        position += n
-        if all(np.isfinite(v).all() for v in clip_vectors.values()):
-            vectors[d.clip.track_id] = clip_vectors
-        else:
-            failures.append(clip_record(d.clip, "vector contains NaN or Inf"))
-    return vectors, failures, unread, model_seconds
-
-
-def write_shard(cfg: EmbedConfig, model: Backbone, shard: str, shard_clips: list[Clip],
-                vectors: dict[str, dict[str, np.ndarray]], failures: list[dict]) -> str:
-    """The shard's part; when it has one already, the new rows join it (store.write_part)."""
-    ordered = [c for c in shard_clips if c.track_id in vectors]
-    layers = {
-        layer: ([c.track_id for c in ordered], [c.sha256 for c in ordered],
-                np.stack([vectors[c.track_id][layer] for c in ordered]) if ordered
-                else np.empty((0, model.dim), np.float32))
-        for layer in model.layers
-    }
-    target = store.part_path(cfg.dataset, cfg.name, shard)
-    store.write_part(target, cfg.dataset, cfg.name, model.dim, layers, shard, failures, cfg.settings_hash(),
-                     order=[c.track_id for c in shard_clips])
-    return str(target)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TextColumn("[red]{task.fields[bad]}"),
-                    TimeElapsedColumn(), console=console)
-
-
-def load_model(cfg: EmbedConfig) -> Backbone:
-    try:
-        return registry.load(cfg.backbone, cfg.layers, cfg.device, cfg.precision, cfg.trust_remote_code,
-                             cfg.revision)
-    except ValueError as err:  # an option this model cannot honour, e.g. a layer it does not have
-        raise EmbedRefused(f"{cfg.backbone}: {one_line(err)}") from None
-
-
-def run(cfg: EmbedConfig, console: Console | None = None,
-        spawn_workers: Callable[[], None] | None = None) -> EmbedResult:
-    """Embeds what is missing. `spawn_workers`, for `workers=N`, runs the worker processes once the
-    job holds its lock and has pruned; this process then finishes whatever they left."""
-    console = console or make_console(stderr=True)
-    started = time.perf_counter()
-    clips = dataset_clips(cfg.dataset)
-    if not clips:
-        raise EmbedRefused(f"dataset {cfg.dataset!r} has no tracks: ingest it first "
-                           f"(just ingest dataset={cfg.dataset} source=folder path=DIR)")
-    if cfg.slot:  # a worker: its parent holds the job lock, checked the settings and pruned
-        return embed_pending(cfg, clips, plan(cfg, clips), console, started)
-    with job_lock(cfg):
-        check_settings(cfg)
-        if cfg.force:
-            for part in store.list_parts(cfg.dataset, cfg.name):
-                part.unlink()
-        work = plan(cfg, clips)
-        if work.pending and spawn_workers:
-            refuse_if_strict(cfg, work)
-            spawn_workers()
-            work = plan(cfg, clips)
-        return embed_pending(cfg, clips, work, console, started)
+            tasks.append(ShardTask(shard=shard, part=str(store.part_path(cfg.dataset, cfg.name, shard)), clips=todo,
+                                   order=tuple(c.track_id for c in shard_clips)))
+    return Plan(tasks, len(done & current), list(failed.values()))
 
 
 def refuse_if_strict(cfg: EmbedConfig, work: Plan) -> None:
@@ -357,68 +265,80 @@ def refuse_if_strict(cfg: EmbedConfig, work: Plan) -> None:
                            f"with {len(work.failed) - 1} more; force=true tries them again)")
 
 
-def embed_pending(cfg: EmbedConfig, clips: dict[str, list[Clip]], work: Plan, console: Console,
-                  started: float) -> EmbedResult:
-    refuse_if_strict(cfg, work)
-    result = EmbedResult(cfg.dataset, cfg.name, "unchanged", already=work.done, already_failed=len(work.failed))
-    pending = work.pending
-    if not pending:
-        if not cfg.slot and store.read_backbone(cfg.name) is None:
-            # Every vector is there but the provenance row is not (set aside as damaged): the
-            # views need its width and the heads its settings, so the model states them again.
-            claim_name(cfg, load_model(cfg))
-        result.seconds = time.perf_counter() - started
-        return result
-    model = load_model(cfg)
-    result.load_seconds = time.perf_counter() - started
-    limit = getattr(model, "max_seconds", None)
-    if limit and cfg.max_seconds > limit:
-        raise EmbedRefused(f"{cfg.backbone} takes at most {limit:g} s per input: pass max_seconds={limit:g} "
-                           "(chunking=mean averages the chunks of longer clips)")
-    claim_name(cfg, model)
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TextColumn("[red]{task.fields[bad]}"),
+                    TimeElapsedColumn(), console=console)
 
-    shards = list(pending)
-    batches = [(shard, batch) for shard in shards
-               for batch in plan_batches(pending[shard], cfg.batch_size, cfg.max_seconds)]
-    remaining = defaultdict(int)
-    for shard, _ in batches:
-        remaining[shard] += 1
-    dataset = BatchDataset(paths.root(), [b for _, b in batches], model.sample_rate, cfg.max_seconds, cfg.chunking)
-    vectors: dict[str, dict] = defaultdict(dict)
-    failures: dict[str, list] = defaultdict(list)
-    total = sum(len(v) for v in pending.values())
-    # One autocast region for the whole job: leaving the outermost region drops autocast's cache
-    # of bf16 weight copies, and re-casting ~100M weights per batch cost ~10% of a forward.
-    autocast = (torch.autocast(device_type=cfg.device.split(":")[0], dtype=torch.bfloat16)
-                if cfg.precision == "bf16" else nullcontext())
-    with _progress(console) as progress, autocast:
-        task = progress.add_task(f"embed {cfg.dataset} · {cfg.name}", total=total, rate="", bad="")
-        for (shard, _), decoded in zip(batches, loader(dataset, cfg.loader_workers)):
-            got, bad, unread, model_seconds = embed_batch(model, decoded, cfg)
-            if bad and cfg.strict:
-                raise EmbedRefused(f"strict=true: {bad[0]['track_id']}: {bad[0]['reason']}")
-            vectors[shard].update(got)
-            failures[shard].extend(bad)
-            result.model_seconds += model_seconds
-            result.audio_seconds += sum(min(d.clip.duration_s, cfg.max_seconds) if cfg.chunking == "crop"
-                                        else d.clip.duration_s for d in decoded if d.chunks)
-            result.embedded += len(got)
-            result.failures.extend(bad)
-            result.unread.extend(unread)
-            remaining[shard] -= 1
-            if remaining[shard] == 0:
-                shard_vectors, shard_failures = vectors.pop(shard), failures.pop(shard)
-                if shard_vectors or shard_failures:  # a shard none of whose clips could be read gets no part
-                    result.parts.append(write_shard(cfg, model, shard, clips[shard], shard_vectors, shard_failures))
-            elapsed = time.perf_counter() - started
-            trouble = [f"{len(result.failures)} failed" if result.failures else "",
-                       f"{len(result.unread)} unread" if result.unread else ""]
-            progress.update(task, advance=len(decoded),
-                            rate=f"{result.embedded / elapsed:.1f} clips/s · {result.audio_seconds / elapsed:.0f} audio-s/s",
-                            bad=" · ".join(t for t in trouble if t))
+
+def run(cfg: EmbedConfig, console: Console | None = None) -> EmbedResult:
+    """Plans under the job lock, then has the engine embed every pending shard."""
+    console = console or make_console(stderr=True)
+    started = time.perf_counter()
+    clips = dataset_clips(cfg.dataset)
+    if not clips:
+        raise EmbedRefused(f"dataset {cfg.dataset!r} has no tracks: ingest it first "
+                           f"(just ingest dataset={cfg.dataset} source=folder path=DIR)")
+    settings = cfg.shard_settings()
+    with job_lock(cfg):
+        check_settings(settings)
+        if cfg.force:
+            for part in store.list_parts(cfg.dataset, cfg.name):
+                part.unlink()
+        work = plan(cfg, clips)
+        refuse_if_strict(cfg, work)
+        result = EmbedResult(cfg.dataset, cfg.name, "unchanged", already=work.done, already_failed=len(work.failed))
+        if not work.tasks:
+            if store.read_backbone(cfg.name) is None:
+                # Every vector is there but the provenance row is not (set aside as damaged): the
+                # views need its width and the heads its settings, so the model states them again.
+                claim_name(settings, load_model(settings))
+            result.seconds = time.perf_counter() - started
+            return result
+        result.load_seconds = time.perf_counter() - started
+        embed_shards(cfg, settings, work, result, console, started)
     result.status = "incomplete" if result.unread else "written"
     result.seconds = time.perf_counter() - started
     return result
+
+
+def embed_shards(cfg: EmbedConfig, settings: ShardSettings, work: Plan, result: EmbedResult, console: Console,
+                 started: float) -> None:
+    """Every task through `embed_shard`, here, in local worker processes or on Ray; the driver
+    only counts and shows progress."""
+    loads: list[float] = []
+    with _progress(console) as progress:
+        bar = progress.add_task(f"embed {cfg.dataset} · {cfg.name}", total=work.clips, rate="", bad="")
+
+        def show(advance: int) -> None:
+            elapsed = time.perf_counter() - started
+            trouble = [f"{len(result.failures)} failed" if result.failures else "",
+                       f"{len(result.unread)} unread" if result.unread else ""]
+            progress.update(bar, advance=advance,
+                            rate=f"{result.embedded / elapsed:.1f} clips/s · {result.audio_seconds / elapsed:.0f} audio-s/s",
+                            bad=" · ".join(t for t in trouble if t))
+
+        def done(shard: ShardResult, advance: int) -> None:
+            result.add(shard)
+            loads.append(shard.load_seconds)
+            show(advance)
+
+        parallel = cfg.engine == "ray" or (cfg.workers > 1 and len(work.tasks) > 1)
+        result.workers = min(cfg.workers, len(work.tasks)) if parallel else 1
+        if cfg.engine == "ray":
+            from embed.ray_engine import run_on_ray
+
+            run_on_ray(cfg, settings, work.tasks, lambda shard, task: done(shard, len(task.clips)))
+        elif parallel:
+            from embed.workers import run_in_processes
+
+            run_in_processes(settings, work.tasks, cfg.workers, lambda shard, task: done(shard, len(task.clips)))
+        else:
+            worker = ShardWorker(settings)
+            for task in work.tasks:  # progress by batch: one shard can be most of a small job
+                done(worker.embed(task, progress=show), 0)
+    # Workers load their models side by side: the job waited for the slowest one.
+    result.load_seconds += max(loads, default=0.0)
 
 
 def write_report(cfg: EmbedConfig) -> str:
@@ -430,3 +350,10 @@ def write_report(cfg: EmbedConfig) -> str:
     atomic.write_json({"dataset": cfg.dataset, "backbone": cfg.name, "settings": cfg.settings(),
                        "failures": failures}, target)
     return str(target)
+
+
+def finish(cfg: EmbedConfig, result: EmbedResult) -> EmbedResult:
+    """After the work: the failure report, and the catalog's views over the new parts."""
+    result.report = write_report(cfg)
+    catalog.refresh()
+    return result

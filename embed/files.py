@@ -8,7 +8,7 @@ For heads that answer about new audio (`just score FILE`, retrieval's `search-te
 Nothing here is a second copy of the engine: the backbone's `backbones` provenance row gives
 spec, layers, max_seconds, chunking and precision; those become the engine's own
 `EmbedConfig`, whose settings must equal the stored ones; the model comes from
-the engine's `load_model` and must load the stored weights (revision); each file is decoded,
+the engine's `embed.shard.load_model` and must load the stored weights (revision); each file is decoded,
 mixed down, resampled and cropped or chunked by the engine's `BatchDataset` (lake.audio
 decode, embed.loader prepare) and pooled by the engine's `embed_batch`, under the same
 autocast. On CPU (one clip per forward, the engine's default there) a file's vector is the
@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embed import engine, store
+from embed import shard, store
 from embed.backbone import Backbone
-from embed.engine import EmbedConfig, embed_batch
+from embed.engine import EmbedConfig
 from embed.loader import BatchDataset, Clip
+from embed.shard import embed_batch
 
 
 class FilesError(ValueError):
@@ -64,8 +65,8 @@ def backbone_config(name: str, device: str = "auto") -> EmbedConfig:
 def load_model(name: str, device: str = "auto") -> tuple[Backbone, EmbedConfig]:
     cfg = backbone_config(name, device)
     try:
-        model = engine.load_model(cfg)
-    except engine.EmbedRefused as err:  # e.g. the weights are not on this machine
+        model = shard.load_model(cfg.shard_settings())
+    except shard.EmbedRefused as err:  # e.g. the weights are not on this machine
         raise FilesError(str(err)) from None
     revision, stored = model.provenance().revision, store.read_backbone(name)["revision"]
     if revision != stored:
@@ -92,13 +93,14 @@ def embed_files(files: list[Path], backbone: str, layers: list[str] | None = Non
         else:  # the engine reads clips by byte range from a shard: here the whole file is the range
             clips.append((path, Clip(str(index), "", str(path.resolve()), 0, path.stat().st_size, 0.0)))
     dataset = BatchDataset(Path("/"), [[clip] for _, clip in clips], model.sample_rate, cfg.max_seconds, cfg.chunking)
+    size = shard.resolve_here(cfg.shard_settings()).batch_size  # the engine's batch size on this device
     autocast = (torch.autocast(device_type=cfg.device.split(":")[0], dtype=torch.bfloat16)
                 if cfg.precision == "bf16" else nullcontext())
     done: list[Path] = []
     rows: dict[str, list[np.ndarray]] = {layer: [] for layer in wanted}
     with autocast:
         for (path, clip), batch in zip(clips, (dataset[i] for i in range(len(dataset)))):
-            vectors, failures, unread, _ = embed_batch(model, batch, cfg)
+            vectors, failures, unread, _ = embed_batch(model, batch, size)
             if failures or unread:
                 failed[path] = (failures or unread)[0]["reason"]
                 continue

@@ -12,7 +12,6 @@ that runs is the code someone read, and a later push changes nothing here.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -178,12 +177,7 @@ def revision(source: Source, config, remote_code: bool, requested: str = "") -> 
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     if not files:
         return "no-weight-files"
-    digest = hashlib.sha256()
-    for path in files:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return files_digest(files)
 
 
 def hub_commit(model_id: str, requested: str) -> str | None:
@@ -259,13 +253,11 @@ def fetch_checkpoint(target: str, revision: str, patterns: list[str], kind: str,
 
 
 def files_digest(paths: list[Path]) -> str:
-    """sha256 over the bytes of these files, in the order given: a local checkpoint's identity."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    """sha256 over the bytes of these files, in the order given: a local checkpoint's identity.
+    Remembered by the files' stat (embed.file_digest), so a job does not re-read the weights."""
+    from embed.file_digest import sha256_of
+
+    return "sha256:" + sha256_of(paths)
 
 
 def checkpoint_revision(checkpoint: Checkpoint, weights: list[Path]) -> str:

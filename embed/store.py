@@ -1,17 +1,14 @@
-"""Where embeddings and backbone provenance live, and how parts are written and read back.
+"""Writing embeddings parts for a job, and the backbone provenance table.
 
-One Parquet part per (dataset, backbone, source shard), named after the shard's build and
-file, so a resumed or parallel job only has to ask which parts exist. Inside a part the
-rows are grouped by layer, one row group per layer, so reading one layer of a 13-layer
-MERT job touches only its bytes. A part's metadata names its shard, the hash of the settings
-its vectors were made with, and the clips of the shard that failed for good.
+The part layout itself (paths, one row group per layer, the metadata keys) is
+`lake.embedding_parts`; this module adds what a job needs on top: a retry's rows merged into
+the part its shard already has, rows kept in the shard's order, stale rows pruned.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,32 +16,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake import atomic, locks, paths
+from lake.embedding_parts import (FAILURES_KEY, SETTINGS_KEY, SHARD_KEY, LayerRows, PartContents, by_layer,
+                                  layer_tables, list_parts, part_contents, part_path, parts_dir,
+                                  write_layers)
 from lake.parts import table_parts
-from lake.schemas import BACKBONES, embeddings_schema
-from lake.vectors import write_vector_parquet
+from lake.schemas import BACKBONES
 
-SHARD_KEY = "audiolake.embed.shard"
-FAILURES_KEY = "audiolake.embed.failures"
-SETTINGS_KEY = "audiolake.embed.settings"
-
-
-def parts_dir(dataset: str, backbone: str) -> Path:
-    return paths.partition_dir("embeddings", dataset=dataset, backbone=backbone)
+__all__ = ["FAILURES_KEY", "SETTINGS_KEY", "SHARD_KEY", "PartContents", "backbone_lock", "backbone_part",
+           "drop_stale", "list_parts", "part_contents", "part_path", "parts_dir", "read_backbone", "write_backbone",
+           "write_part"]
 
 
-def part_path(dataset: str, backbone: str, shard: str) -> Path:
-    """`shards/demo/b2026…/demo-000003.tar` → `part-b2026…-demo-000003.parquet`."""
-    shard_path = Path(shard)
-    return parts_dir(dataset, backbone) / f"part-{shard_path.parent.name}-{shard_path.stem}.parquet"
-
-
-def list_parts(dataset: str, backbone: str) -> list[Path]:
-    """The readable parts; damaged or foreign files are skipped (and quarantined) by `lake.parts`."""
-    return table_parts("embeddings", dataset=dataset, backbone=backbone)
-
-
-def write_part(target: Path, dataset: str, backbone: str, dim: int,
-               layers: dict[str, tuple[list[str], list[str], np.ndarray]],
+def write_part(target: Path, dataset: str, backbone: str, dim: int, layers: LayerRows,
                shard: str, failures: list[dict[str, str]], settings_hash: str,
                order: Sequence[str] = ()) -> Path:
     """Writes one part atomically; `layers` maps layer → (track ids, sha256s, [n, dim] matrix).
@@ -57,22 +40,10 @@ def write_part(target: Path, dataset: str, backbone: str, dim: int,
         layers, failures = merged_with(target, dim, layers, failures, settings_hash)
     if order:
         layers = {layer: in_order(entry, order) for layer, entry in layers.items()}
-    schema = embeddings_schema(dim)
-    tables = []
-    for layer, (ids, shas, matrix) in layers.items():
-        flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1))
-        count = len(ids)
-        tables.append(pa.Table.from_arrays([
-            pa.array([dataset] * count, pa.string()), pa.array([backbone] * count, pa.string()),
-            pa.array(ids, pa.string()), pa.array(shas, pa.string()),
-            pa.array([layer] * count, pa.string()),
-            pa.FixedSizeListArray.from_arrays(flat, type=schema.field("emb").type),
-        ], schema=schema))
-    metadata = {SHARD_KEY: shard, FAILURES_KEY: json.dumps(failures), SETTINGS_KEY: settings_hash}
-    return write_vector_parquet(tables, target, metadata)
+    return write_layers(layer_tables(dataset, backbone, dim, layers), target, shard, failures, settings_hash)
 
 
-def merged_with(part: Path, dim: int, layers: dict[str, tuple[list[str], list[str], np.ndarray]],
+def merged_with(part: Path, dim: int, layers: LayerRows,
                 failures: list[dict[str, str]], settings_hash: str):
     """The new rows and failures plus those of `part` for clips the new ones do not cover."""
     old = part_contents(part)
@@ -102,22 +73,6 @@ def in_order(entry: tuple[list[str], list[str], np.ndarray], order: Sequence[str
     return [ids[i] for i in index], [shas[i] for i in index], np.asarray(matrix)[index]
 
 
-class PartContents(NamedTuple):
-    pairs: set[tuple[str, str]]        # (track_id, sha256) of every row
-    failures: list[dict[str, str]]     # clips of the shard recorded as failed
-    shard: str
-    settings: str                      # hash of the settings the vectors were made with
-
-
-def part_contents(part: Path) -> PartContents:
-    """What a part holds, from its ids, hashes and metadata: the vectors are not read."""
-    meta = atomic.read_parquet_metadata(part)
-    keys = pq.read_table(part, columns=["track_id", "sha256"])
-    pairs = set(zip(keys.column("track_id").to_pylist(), keys.column("sha256").to_pylist()))
-    return PartContents(pairs, json.loads(meta.get(FAILURES_KEY, "[]")), meta.get(SHARD_KEY, ""),
-                        meta.get(SETTINGS_KEY, ""))
-
-
 def drop_stale(part: Path, keep: set[tuple[str, str]]) -> None:
     """Rewrites a part without the rows whose (track_id, sha256) the dataset no longer has."""
     table = pq.read_table(part)
@@ -127,11 +82,8 @@ def drop_stale(part: Path, keep: set[tuple[str, str]]) -> None:
     if not any(mask):
         part.unlink()
         return
-    kept = table.filter(pa.array(mask))
-    by_layer = [kept.filter(pc.equal(kept.column("layer"), layer))
-                for layer in dict.fromkeys(kept.column("layer").to_pylist())]
-    ours = {k: v for k, v in atomic.read_parquet_metadata(part).items() if k.startswith("audiolake.")}
-    write_vector_parquet(by_layer, part, ours)
+    contents = part_contents(part)
+    write_layers(by_layer(table.filter(pa.array(mask))), part, contents.shard, contents.failures, contents.settings)
 
 
 # ---- the backbones table: one row per stored backbone name -------------------------------

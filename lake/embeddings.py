@@ -26,9 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake import catalog
+from lake.embedding_parts import layer_row_groups, list_parts, stored_layers
 from lake.errors import one_line
 from lake.parts import table_parts
-from lake.vectors import read_matrix, row_groups_where
+from lake.vectors import read_matrix
+
+__all__ = ["Embeddings", "StaleVectors", "choose_layer", "load", "parts", "stored_layers"]
 
 
 class StaleVectors(ValueError):
@@ -46,7 +49,7 @@ class Embeddings:
 
 
 def parts(dataset: str, backbone: str) -> list[Path]:
-    return table_parts("embeddings", dataset=dataset, backbone=backbone)
+    return list_parts(dataset, backbone)
 
 
 def current_audio(dataset: str) -> pa.Table:
@@ -65,18 +68,6 @@ def match_audio(ids: pa.Array, shas: pa.Array, audio: pa.Table) -> tuple[np.ndar
     stale = pc.and_(known, pc.fill_null(pc.not_equal(shas, now), False))
     return (pc.and_(known, pc.invert(stale)).to_numpy(zero_copy_only=False),
             stale.to_numpy(zero_copy_only=False))
-
-
-def stored_layers(files: list[Path]) -> list[str]:
-    layers: dict[str, None] = {}
-    for file in files:
-        meta = pq.ParquetFile(file).metadata
-        index = meta.schema.names.index("layer")
-        for group in range(meta.num_row_groups):
-            stats = meta.row_group(group).column(index).statistics
-            if stats is not None and stats.has_min_max:
-                layers[stats.min] = None
-    return list(layers)
 
 
 def choose_layer(layer: str | None, available: list[str], where: str) -> str:
@@ -99,7 +90,7 @@ def load(dataset: str, backbone: str, layer: str | None = None, label: str | Non
     if not files:
         raise FileNotFoundError(f"no {where}: run {fix}")
     layer = choose_layer(layer, stored_layers(files), where)
-    groups = [row_groups_where(file, "layer", layer) for file in files]
+    groups = [layer_row_groups(file, layer) for file in files]
     keys = pa.schema([("track_id", pa.string()), ("sha256", pa.string())])
     stored = pa.concat_tables([
         pq.ParquetFile(file).read_row_groups(g, columns=keys.names).cast(keys) for file, g in zip(files, groups) if g

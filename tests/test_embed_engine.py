@@ -150,7 +150,7 @@ def test_cli_with_two_workers_writes_every_shard_once(small_lake):
     done = subprocess.run([sys.executable, "-m", "embed", "dataset=small", "backbone=logmel", "workers=2",
                            "loader_workers=0"], capture_output=True, text=True, env=os.environ)
     assert done.returncode == 0, done.stderr
-    assert "10 clips embedded by 2 workers" in done.stderr.replace("\n", " ")
+    assert "embedded 10 clips by 2 worker processes" in done.stderr.replace("\n", " ")
     assert len(store.list_parts("small", "logmel")) == 4
     assert len(table_rows("logmel")) == 10
     again = subprocess.run([sys.executable, "-m", "embed", "dataset=small", "backbone=logmel"],
