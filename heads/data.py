@@ -16,7 +16,9 @@ Columns keep their types: text → object arrays of str (None for NULL), floats 
 for NULL), integers → int64 (float64 with NaN when some are NULL), lists (`terms`) → object
 arrays of arrays. Turning them into targets (classes, ranks, scores) is the head's business.
 Other tables arrive aligned with the same rows: `data.interactions()` gives each interaction's
-position in `data.track_ids` (the pattern later loaders follow: playlists, glossary).
+position in `data.track_ids` (the pattern later loaders follow: playlists, glossary). Whatever a
+head reads besides the selection goes through `data.cover(label, table)`, so the run's data
+fingerprint names everything its numbers came from.
 
 Every way a selection can be wrong is one line naming the key: unknown dataset, split or
 column, a `where=` DuckDB rejects, an empty selection, a column NULL on every row, a backbone
@@ -105,9 +107,31 @@ class Data:
     layer_of: dict[str, dict[str, str]]  # entry of `layers` → backbone → stored layer name
     dims: dict[str, int]         # backbone → width of its block of columns
     dropped_null: int            # selected rows dropped for a NULL in a required column
-    fingerprint: str
+    base_fingerprint: str        # the selected rows, their split and columns, the embedding parts
     memo: dict = field(default_factory=dict, repr=False)  # a head's derived arrays (encoded targets), once per run
+    _covered: dict = field(default_factory=dict, repr=False)  # label → digest of another table a head read
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """The run's data hash: the selection's, plus every other table the head read (`cover`)."""
+        if not self._covered:
+            return self.base_fingerprint
+        digest = hashlib.sha256(self.base_fingerprint.encode())
+        for label in sorted(self._covered):
+            digest.update(f"\0{label}:{self._covered[label]}".encode())
+        return digest.hexdigest()
+
+    def cover(self, label: str, table: pa.Table) -> None:
+        """Fold a table the head trains or evaluates on (interactions, a glossary, playlists, text
+        vectors, another run's codes) into the fingerprint, so two runs with the same fingerprint
+        saw the same data. Idempotent per label: a head called once per seed covers it once."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest = hashlib.sha256(sink.getvalue()).hexdigest()
+        if self._covered.setdefault(label, digest) != digest:
+            raise SelectionError(f"the {label} table changed while this run was reading it: run again")
 
     def features(self, layer: str) -> np.ndarray:
         """float32 [n, sum of dims]: the backbones' vectors of `layer`, in track_ids order."""
@@ -164,6 +188,8 @@ class Data:
             SELECT DISTINCT i.user_id FROM interactions i JOIN selected_tracks s USING (track_id)
             WHERE i.dataset = $dataset ORDER BY 1""", params=params).to_arrow_table()
         total = con.execute("SELECT count(*) FROM interactions WHERE dataset = $dataset", params).fetchone()[0]
+        self.cover("interactions", rows)
+        self.cover("interaction users", users)
         return Interactions(
             users=users.column(0).to_numpy().astype(str), user=rows.column("user").to_numpy().astype(np.int64),
             track=rows.column("track").to_numpy().astype(np.int64), weight=rows.column("weight").to_numpy(),

@@ -89,6 +89,28 @@ def test_interactions_arrive_as_positions_in_the_selection():
     assert got.ts.dtype == np.dtype("datetime64[us]") and not got.synthetic.any()
 
 
+def test_tables_a_head_reads_join_the_fingerprint_once():
+    lake = toy_lake(n=30)
+    write = lambda weight: atomic.write_parquet(pa.Table.from_pylist(  # noqa: E731
+        [{"dataset": "toy", "user_id": "u1", "track_id": lake["ids"][1], "weight": weight,
+          "ts": datetime(2024, 1, 1, tzinfo=timezone.utc), "synthetic": False}], schema=INTERACTIONS),
+        paths.partition_dir("interactions", dataset="toy") / "part-import-x.parquet")
+    write(1.0)
+    data = load(sel(), LABEL)
+    alone = data.fingerprint
+    data.interactions()
+    with_interactions = data.fingerprint
+    data.interactions()  # a second seed reads them again: same data, same hash
+    assert with_interactions == data.fingerprint != alone
+
+    write(2.0)  # another weight: another hash
+    other = load(sel(), LABEL)
+    other.interactions()
+    assert other.fingerprint not in (alone, with_interactions)
+    with pytest.raises(ValueError, match="the interactions table changed while this run was reading it"):
+        data.interactions()  # the first run's table moved under it
+
+
 def test_fused_backbones_join_on_track_id_and_concatenate():
     ids = [f"t{i:03d}" for i in range(30)]
     write_tracks("toy", [{"track_id": t, "label": "ab"[i % 2]} for i, t in enumerate(ids)])
