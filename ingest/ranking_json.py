@@ -35,13 +35,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from ingest.probe import AUDIO_EXTENSIONS
-from ingest.source import SourceError, SourceItem, Skipped, file_state
+from ingest.source import ListedFiles, SourceError, SourceItem, Skipped, file_state
 
 _IDENTITY = {
     "dataset", "track_id", "shard", "key", "offset", "nbytes", "format", "sha256",
@@ -191,7 +189,7 @@ def _extra(key: str, value: Any) -> tuple[str, Any]:
 
 def items(cfg: Config) -> Iterator[SourceItem | Skipped]:
     root = cfg.audio_root
-    first: dict[str, tuple[str, int]] = {}  # normalised audio path → (group_id, rank) that has it
+    listed = ListedFiles()
     for group in _groups(cfg, parse(cfg.path)):
         if isinstance(group, Skipped):
             yield group
@@ -208,19 +206,9 @@ def items(cfg: Config) -> Iterator[SourceItem | Skipped]:
             audio_file = entry["audio_file"].strip()
             path = Path(audio_file).expanduser()
             path = path if path.is_absolute() else root / audio_file.replace("\\", "/")
-            normal = os.path.normpath(os.path.abspath(path))
-            if normal in first:
-                earlier = first[normal]
-                yield Skipped(str(path), f"also in group {earlier[0]} (rank {earlier[1]}); kept there, "
-                                         f"skipped in group {group_id} (rank {rank})")
-                continue
-            first[normal] = (group_id, rank)
-            if not path.is_file():
-                yield Skipped(str(path), f"audio file not found (group {group_id}, rank {rank})")
-                continue
-            fmt = path.suffix.lower().lstrip(".")
-            if fmt not in AUDIO_EXTENSIONS:
-                yield Skipped(str(path), f"not an audio file extension: {path.suffix or '(none)'}")
+            fmt = listed.check(path, f"group {group_id}, rank {rank}")
+            if isinstance(fmt, Skipped):
+                yield fmt
                 continue
             meta: dict[str, Any] = {"group_id": group_id, "rank": rank}
             if entry.get("score") is not None:

@@ -84,3 +84,27 @@ def file_state(path: Path) -> FileState:
             problem = f"cannot stat: {err.strerror or err}"
         return FileState(path, f"missing:{err.errno}", problem)
     return FileState(path, f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}")
+
+
+@dataclass
+class ListedFiles:
+    """Audio files a metadata file names (chunk JSON, ranking groups): each checked once, the same
+    way in every source. A file named twice is kept at its first mention and the second is
+    reported, since two rows for one recording would put the same audio on both sides of a split."""
+
+    first: dict[str, str] = field(default_factory=dict)  # normalised path → where it was first named
+
+    def check(self, path: Path, where: str) -> str | Skipped:
+        """The file's format (extension, lower case), or why it cannot be a clip."""
+        from ingest.probe import AUDIO_EXTENSIONS  # probe imports numpy/soundfile: only when used
+
+        normal = os.path.normpath(os.path.abspath(path))
+        if normal in self.first:
+            return Skipped(str(path), f"also {self.first[normal]}; kept there, skipped as {where}")
+        self.first[normal] = where
+        if not path.is_file():
+            return Skipped(str(path), f"audio file not found ({where})")
+        fmt = path.suffix.lower().lstrip(".")
+        if fmt not in AUDIO_EXTENSIONS:
+            return Skipped(str(path), f"not an audio file extension: {path.suffix or '(none)'} ({where})")
+        return fmt

@@ -31,15 +31,13 @@ lacks are added to it, so every positive can be searched for.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ingest import glossary as gl
-from ingest.probe import AUDIO_EXTENSIONS
 from ingest.ranking_json import _extra, _track_id, parse
-from ingest.source import SourceError, SourceItem, Skipped, file_state
+from ingest.source import ListedFiles, SourceError, SourceItem, Skipped, file_state
 
 AUDIO, TEXT, TERMS = "term_chunk_audio", "term_chunk_text", "term_chunk_audio_ground_truth_terms"
 PATTERNS = ("term_level_chunks_*.json", "*_chunks_merged.json")
@@ -107,7 +105,7 @@ def chunk_terms(raw: Any, glossary: gl.Glossary) -> tuple[list[str], list[str]] 
 
 def items(cfg: Config, glossary: gl.Glossary | None = None) -> Iterator[SourceItem | Skipped]:
     glossary = glossary or load_glossary(cfg)
-    first: dict[str, str] = {}
+    listed = ListedFiles()
     for file in cfg.files:
         chunks = parse(file)
         for index, chunk in enumerate(chunks):
@@ -120,17 +118,9 @@ def items(cfg: Config, glossary: gl.Glossary | None = None) -> Iterator[SourceIt
                 yield Skipped(where, f"no `{AUDIO}` path")
                 continue
             path = _audio_path(audio.strip(), file.parent)
-            normal_path = os.path.normpath(os.path.abspath(path))
-            if normal_path in first:
-                yield Skipped(str(path), f"also {first[normal_path]}; kept there, skipped as {where}")
-                continue
-            first[normal_path] = where
-            if not path.is_file():
-                yield Skipped(str(path), f"audio file not found ({where})")
-                continue
-            fmt = path.suffix.lower().lstrip(".")
-            if fmt not in AUDIO_EXTENSIONS:
-                yield Skipped(str(path), f"not an audio file extension: {path.suffix or '(none)'} ({where})")
+            fmt = listed.check(path, where)
+            if isinstance(fmt, Skipped):
+                yield fmt
                 continue
             terms = chunk_terms(chunk.get(TERMS), glossary)
             if terms is None:
