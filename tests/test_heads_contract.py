@@ -3,6 +3,7 @@ and an artifact, goes through train, runs, compare and report.md without any of 
 from __future__ import annotations
 
 import json
+import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,8 @@ def wobbly_module() -> types.ModuleType:
 @pytest.fixture
 def wobbly(monkeypatch):
     module = wobbly_module()
-    monkeypatch.setitem(registry.HEADS, "wobbly", module)
+    monkeypatch.setitem(sys.modules, "tests.wobbly_head", module)
+    monkeypatch.setitem(registry.HEADS, "wobbly", "tests.wobbly_head")
     return module
 
 
