@@ -1,7 +1,7 @@
 """The retrieval head (seed 003): which glossary terms does an audio chunk hold, or none?
 
     just train head=retrieval dataset=terms backbone=logmel split=default
-    just train head=retrieval dataset=terms backbone=whisper-base text_model=hf:sentence-transformers/all-MiniLM-L6-v2 \
+    just train head=retrieval dataset=terms backbone=whisper-base text_model=hf:BAAI/bge-small-en-v1.5 \
         hard_negatives=glossary hard_k=10 max_false_accept=0.05
     just search-terms run=latest dataset=terms chunk1.wav chunk2.wav k=5
 
@@ -9,8 +9,8 @@ Inputs: `target=` the tracks column of terms (default `terms`: main terms, norma
 ingest by ingest.glossary), `text=` the chunk transcript column (`none`: no audio↔text loss),
 the dataset's `glossary` table (every main term is a candidate; aliases are folded into their
 main term) and the audio vectors of `backbone=`. Text vectors come from `text_model=`
-(heads/retrieval_text.py: `hash` offline default, `hf:<id or dir>`, `muq-mulan`), stored once
-per text model.
+(heads/retrieval_text.py: `minilm` offline default, `hash`, `hf:<id or dir>`, `muq-mulan`),
+stored once per text model.
 
 Model: audio vector (standardised with train statistics) → Linear → ReLU → Dropout → Linear →
 `dim` (512), text vector → the same shape of MLP → `dim`; both L2-normalised, similarity =
@@ -58,7 +58,7 @@ from lake.atomic import atomic_path
 class Config(Selection):
     target: str = "terms"            # tracks column: list of main terms (empty: no term)
     text: str = "text"               # tracks column: the chunk's transcript; none: no audio↔text loss
-    text_model: str = "hash"         # hash | hf:<hub id or dir> | muq-mulan
+    text_model: str = "minilm"       # minilm | hash | hf:<hub id or dir> | muq-mulan
     dim: int = 512                   # the shared space
     hidden: int = 512                # hidden units of each projection MLP
     dropout: float = 0.1
