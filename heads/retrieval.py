@@ -10,7 +10,8 @@ ingest by ingest.glossary), `text=` the chunk transcript column (`none`: no audi
 the dataset's `glossary` table (every main term is a candidate; aliases are folded into their
 main term) and the audio vectors of `backbone=`. Text vectors come from `text_model=`
 (heads/retrieval_text.py: `minilm` offline default, `hash`, `hf:<id or dir>`, `muq-mulan`),
-stored once per text model.
+stored once per text model. The glossary rows and the text vectors read are folded into the
+run's data fingerprint (`Data.cover`): another glossary or other stored vectors, another hash.
 
 Model: audio vector (standardised with train statistics) → Linear → ReLU → Dropout → Linear →
 `dim` (512), text vector → the same shape of MLP → `dim`; both L2-normalised, similarity =
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -141,10 +143,22 @@ class Prepared:
     glossary_rows: int
 
 
-def _glossary(dataset: str) -> tuple[list[str], dict[str, str]]:
+def _glossary(data: Data) -> tuple[list[str], dict[str, str]]:
     # a dataset without a glossary (the view is empty): the chunks' own terms are the glossary
-    rows = catalog.connect().execute("SELECT term, main_term FROM glossary WHERE dataset = $d", {"d": dataset}).fetchall()
-    return sorted({m for _, m in rows if m}), {t: m for t, m in rows if t and m and t != m}
+    rows = catalog.connect().sql("SELECT term, main_term FROM glossary WHERE dataset = $d ORDER BY term, main_term",
+                                 params={"d": data.selection.dataset}).to_arrow_table()
+    data.cover("glossary", rows)
+    pairs = list(zip(rows.column("term").to_pylist(), rows.column("main_term").to_pylist()))
+    return sorted({m for _, m in pairs if m}), {t: m for t, m in pairs if t and m and t != m}
+
+
+def _covered_vectors(data: Data, label: str, model: str, texts: list[str]) -> np.ndarray:
+    """text_vectors, folded into the run's fingerprint: the stored vectors decide the numbers too."""
+    vectors = text_vectors(model, texts)
+    data.cover(label, pa.table({"text": pa.array(texts, pa.string()),
+                                "emb": pa.FixedSizeListArray.from_arrays(vectors.reshape(-1), max(vectors.shape[1], 1))
+                                if len(texts) else pa.array([], pa.list_(pa.float32()))}))
+    return vectors
 
 
 def prepare(cfg: Config, data: Data) -> Prepared:
@@ -153,7 +167,7 @@ def prepare(cfg: Config, data: Data) -> Prepared:
         return data.memo[memo]
     if not data.types[cfg.target].endswith("[]"):
         raise SelectionError(f"target={cfg.target} is {data.types[cfg.target]}, not a list of terms (VARCHAR[])")
-    main, aliases = _glossary(cfg.dataset)
+    main, aliases = _glossary(data)
     raw = data.column(cfg.target)
     chunk_terms = [[aliases.get(str(t), str(t)) for t in (r if r is not None else [])] for r in raw]
     terms = sorted(set(main) | {t for r in chunk_terms for t in r})
@@ -163,7 +177,7 @@ def prepare(cfg: Config, data: Data) -> Prepared:
     positives = [np.array(sorted({index[t] for t in r}), np.int64) for r in chunk_terms]
     if not any(len(p) for p, train in zip(positives, data.part("train")) if train):
         raise SelectionError(f"target={cfg.target}: no train chunk has a term; nothing to retrieve")
-    term_vectors = text_vectors(cfg.text_model, terms)
+    term_vectors = _covered_vectors(data, f"text_embeddings {cfg.text_model} terms", cfg.text_model, terms)
     text_ids = np.full(len(raw), -1, np.int64)
     distinct: list[str] = []
     if cfg.text != "none":
@@ -174,7 +188,8 @@ def prepare(cfg: Config, data: Data) -> Prepared:
                 key = " ".join(text.split())
                 text_ids[i] = seen.setdefault(key, len(seen))
         distinct = list(seen)
-    chunk_vectors = text_vectors(cfg.text_model, distinct) if distinct else np.zeros((0, term_vectors.shape[1]), np.float32)
+    chunk_vectors = (_covered_vectors(data, f"text_embeddings {cfg.text_model} chunk texts", cfg.text_model, distinct)
+                     if distinct else np.zeros((0, term_vectors.shape[1]), np.float32))
     data.memo[memo] = Prepared(terms, aliases, positives, term_vectors, text_ids, chunk_vectors, len(main))
     return data.memo[memo]
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from heads import retrieval_loss as rl
 from heads import retrieval_metrics as rm
 from heads.retrieval import Config, write_index
+from lake import atomic, paths
 
 
 def test_multi_positive_infonce_equals_the_hand_computed_value():
@@ -116,3 +119,32 @@ def test_the_head_trains_with_glossary_hard_negatives_and_writes_its_index():
     index = faiss.read_index(str(run.folder / "index.faiss"))
     assert index.ntotal == 4 and index.d == 16
     assert run.metrics["test"]["no_term_chunks"] == 0 and run.metrics["test"]["rejection_rate"] is None
+
+
+def test_the_glossary_and_the_text_vectors_are_in_the_runs_data_fingerprint():
+    from heads.retrieval import inputs, prepare
+    from heads.data import load
+    from heads.testing import toy_lake
+    from ingest import glossary
+
+    toy_lake(n=30, classes=3, dim=4)
+    cfg = Config(dataset="toy", backbone="fake", text="none", text_model="hash")
+
+    def fingerprint(entries: dict, aliases: dict) -> str:
+        glossary.write(glossary.Glossary(entries, aliases), "toy")
+        data = load(cfg, inputs(cfg))
+        before = data.fingerprint
+        prepare(cfg, data)
+        assert data.fingerprint != before  # prepare covered what it read
+        return data.fingerprint
+
+    base = fingerprint({"c0": None, "c1": None, "c2": None}, {})
+    assert fingerprint({"c0": None, "c1": None, "c2": None}, {}) == base  # same data, same hash
+    assert fingerprint({"c0": None, "c1": None, "c2": None, "c3": None}, {}) != base  # one more term
+    assert fingerprint({"c0": None, "c1": None, "c2": None}, {"cee two": "c2"}) != base  # one more alias
+    # the same glossary and rows, other stored text vectors for the terms: another hash
+    for part in paths.partition_dir("text_embeddings", text_model="hash").glob("part-*.parquet"):
+        table = pq.read_table(part)
+        flipped = pa.array([[-x for x in v] for v in table.column("emb").to_pylist()], table.schema.field("emb").type)
+        atomic.write_parquet(table.set_column(table.schema.get_field_index("emb"), "emb", flipped), part)
+    assert fingerprint({"c0": None, "c1": None, "c2": None}, {}) != base
