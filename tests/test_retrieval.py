@@ -148,3 +148,28 @@ def test_the_glossary_and_the_text_vectors_are_in_the_runs_data_fingerprint():
         flipped = pa.array([[-x for x in v] for v in table.column("emb").to_pylist()], table.schema.field("emb").type)
         atomic.write_parquet(table.set_column(table.schema.get_field_index("emb"), "emb", flipped), part)
     assert fingerprint({"c0": None, "c1": None, "c2": None}, {}) != base
+
+
+def test_early_stopping_keeps_the_later_of_tied_epochs(monkeypatch):
+    """Val mAP@10 saturates on a small glossary; a tie is progress and its later weights are kept."""
+    from heads import retrieval
+    from heads.retrieval import HYPERPARAMETERS, Retriever
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    positives = [np.array([i % 3]) for i in range(40)]
+    train, val = np.arange(40) < 30, np.arange(40) >= 30
+    terms = rng.normal(size=(3, 8)).astype(np.float32)
+    cfg = Config(dataset="d", backbone="x", epochs=8, patience=2, batch=8, dim=8, hidden=8)
+    model = Retriever(0, ["a", "b", "c"], {}, **{k: getattr(cfg, k) for k in HYPERPARAMETERS})
+    scores, snapshots = iter([0.5, 0.5, 0.4, 0.4, 0.9, 0.9, 0.9, 0.9]), []
+
+    def scored(sims, pos):
+        snapshots.append({k: v.clone() for k, v in model.net_.state_dict().items()})
+        return {"map_at_10": next(scores)}
+
+    monkeypatch.setattr(retrieval.rm, "audio_to_term", scored)
+    model.fit(X, positives, train, val, terms, np.full(40, -1), np.zeros((0, 8), np.float32))
+    assert len(model.history_) == 4  # epochs 2 and 3 fall below the tie at epoch 1: patience 2 stops there
+    kept = model.net_.state_dict()
+    assert all(torch.equal(kept[k], snapshots[1][k]) for k in kept)  # epoch 1's weights, not epoch 0's
