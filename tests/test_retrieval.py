@@ -4,12 +4,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from heads import retrieval_loss as rl
 from heads import retrieval_metrics as rm
 from heads.retrieval import Config, write_index
+from lake import atomic, paths
 
 
 def test_multi_positive_infonce_equals_the_hand_computed_value():
@@ -116,3 +119,57 @@ def test_the_head_trains_with_glossary_hard_negatives_and_writes_its_index():
     index = faiss.read_index(str(run.folder / "index.faiss"))
     assert index.ntotal == 4 and index.d == 16
     assert run.metrics["test"]["no_term_chunks"] == 0 and run.metrics["test"]["rejection_rate"] is None
+
+
+def test_the_glossary_and_the_text_vectors_are_in_the_runs_data_fingerprint():
+    from heads.retrieval import inputs, prepare
+    from heads.data import load
+    from heads.testing import toy_lake
+    from ingest import glossary
+
+    toy_lake(n=30, classes=3, dim=4)
+    cfg = Config(dataset="toy", backbone="fake", text="none", text_model="hash")
+
+    def fingerprint(entries: dict, aliases: dict) -> str:
+        glossary.write(glossary.Glossary(entries, aliases), "toy")
+        data = load(cfg, inputs(cfg))
+        before = data.fingerprint
+        prepare(cfg, data)
+        assert data.fingerprint != before  # prepare covered what it read
+        return data.fingerprint
+
+    base = fingerprint({"c0": None, "c1": None, "c2": None}, {})
+    assert fingerprint({"c0": None, "c1": None, "c2": None}, {}) == base  # same data, same hash
+    assert fingerprint({"c0": None, "c1": None, "c2": None, "c3": None}, {}) != base  # one more term
+    assert fingerprint({"c0": None, "c1": None, "c2": None}, {"cee two": "c2"}) != base  # one more alias
+    # the same glossary and rows, other stored text vectors for the terms: another hash
+    for part in paths.partition_dir("text_embeddings", text_model="hash").glob("part-*.parquet"):
+        table = pq.read_table(part)
+        flipped = pa.array([[-x for x in v] for v in table.column("emb").to_pylist()], table.schema.field("emb").type)
+        atomic.write_parquet(table.set_column(table.schema.get_field_index("emb"), "emb", flipped), part)
+    assert fingerprint({"c0": None, "c1": None, "c2": None}, {}) != base
+
+
+def test_early_stopping_keeps_the_later_of_tied_epochs(monkeypatch):
+    """Val mAP@10 saturates on a small glossary; a tie is progress and its later weights are kept."""
+    from heads import retrieval
+    from heads.retrieval import HYPERPARAMETERS, Retriever
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    positives = [np.array([i % 3]) for i in range(40)]
+    train, val = np.arange(40) < 30, np.arange(40) >= 30
+    terms = rng.normal(size=(3, 8)).astype(np.float32)
+    cfg = Config(dataset="d", backbone="x", epochs=8, patience=2, batch=8, dim=8, hidden=8)
+    model = Retriever(0, ["a", "b", "c"], {}, **{k: getattr(cfg, k) for k in HYPERPARAMETERS})
+    scores, snapshots = iter([0.5, 0.5, 0.4, 0.4, 0.9, 0.9, 0.9, 0.9]), []
+
+    def scored(sims, pos):
+        snapshots.append({k: v.clone() for k, v in model.net_.state_dict().items()})
+        return {"map_at_10": next(scores)}
+
+    monkeypatch.setattr(retrieval.rm, "audio_to_term", scored)
+    model.fit(X, positives, train, val, terms, np.full(40, -1), np.zeros((0, 8), np.float32))
+    assert len(model.history_) == 4  # epochs 2 and 3 fall below the tie at epoch 1: patience 2 stops there
+    kept = model.net_.state_dict()
+    assert all(torch.equal(kept[k], snapshots[1][k]) for k in kept)  # epoch 1's weights, not epoch 0's

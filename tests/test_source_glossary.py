@@ -86,3 +86,24 @@ def test_term_coverage_query_lists_unspoken_terms_first(tmp_path):
     rows = queries.run_file(catalog.connect(), "term_coverage", dataset="cov").to_pylist()
     assert rows == [{"main_term": "kernel", "description": None, "chunks": 0},
                     {"main_term": "beam search", "description": "a decoder", "chunks": 1}]
+
+
+def test_silent_nan_and_undecodable_chunks_are_reported_not_dropped_silently(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    write_clip(data / "ok.wav", seconds=0.4)
+    sf.write(data / "silent.wav", np.zeros(6400, np.float32), 16000)
+    nan = np.full(6400, 0.1, np.float32)
+    nan[100] = np.nan
+    sf.write(data / "nan.wav", nan, 16000, subtype="FLOAT")
+    (data / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    chunks = [{"term_chunk_audio": f"{name}.wav", "term_chunk_text": name, "term_chunk_audio_ground_truth_terms": ["gpu"]}
+              for name in ("ok", "silent", "nan", "broken")]
+    (data / "chunks.json").write_text(json.dumps(chunks))
+    result = ingest("bad", source="term_chunks", path=data / "chunks.json", workers=1)
+    skipped = {s["source"].rsplit("/", 1)[-1]: s["reason"] for s in result.skipped}
+    assert set(skipped) == {"nan.wav", "broken.wav"} and "NaN" in skipped["nan.wav"]
+    assert [f["track_id"] for f in result.flagged] == ["silent"]  # kept, with the validator's flag
+    assert {r["track_id"] for r in rows("SELECT track_id FROM tracks WHERE dataset = 'bad'")} == {"ok", "silent"}
