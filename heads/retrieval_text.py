@@ -15,7 +15,7 @@ Text models (`text_model=`):
   or a BERT saved with save_pretrained), loaded and pooled like `minilm`.
 - `muq-mulan`: MuQ-MuLan's text tower (embed.text.encode), in the space of its audio vectors.
 
-Storage: the `text_embeddings` table (tables/text_embeddings/text_model=<key>/part-<hash>.parquet:
+Storage: the `text_embeddings` table (tables/text_embeddings/text_model=<key>[-w<weights>]/part-<hash>.parquet:
 model, text, emb), so retraining never re-encodes a glossary; only texts not stored yet are
 encoded, and they land in a new part, written atomically.
 """
@@ -114,8 +114,28 @@ def encode(model: str, texts: Sequence[str]) -> np.ndarray:
     raise ValueError(f"text_model={model!r}: minilm, hash, hf:<hub id or dir>, or muq-mulan")
 
 
+def weights_identity(model: str) -> str:
+    """12 hex of the sha256 of a local model's weight files ('' for hub ids and `hash`), so a new
+    release of the minilm package or a retrained local model never reuses vectors stored from
+    the old weights: they live under another partition and are encoded afresh."""
+    if model == "minilm":
+        folder = minilm_dir()
+    elif model.startswith("hf:") and Path(model[3:]).expanduser().is_dir():
+        folder = Path(model[3:]).expanduser()
+    else:
+        return ""
+    from embed.file_digest import sha256_of  # remembered by stat: no re-read per run
+
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    if not files:
+        raise ValueError(f"text_model={model}: no weight files (*.safetensors, *.bin) in {folder}")
+    return sha256_of(files)[:12]
+
+
 def _folder(model: str) -> Path:
-    return paths.partition_dir("text_embeddings", text_model=model_key(model))
+    weights = weights_identity(model)
+    key = model_key(model) + (f"-w{weights}" if weights else "")
+    return paths.partition_dir("text_embeddings", text_model=key)
 
 
 def stored(model: str) -> dict[str, np.ndarray]:

@@ -45,11 +45,29 @@ def test_a_hugging_face_text_model_from_a_folder(tmp_path):
     assert vectors.shape == (3, 16)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)  # mean-pooled, normalised
     assert not np.allclose(vectors[0], vectors[1])
-    key = retrieval_text.model_key(model)
+    key = f"{retrieval_text.model_key(model)}-w{retrieval_text.weights_identity(model)}"
     assert key.startswith("hf-") and "/" not in key
     assert catalog.connect().execute("SELECT count(*) FROM text_embeddings WHERE text_model = $k", {"k": key}).fetchone()[0] == 3
     with pytest.raises(ValueError, match="text_model"):
         text_vectors("word2vec", ["x"])
+
+
+def test_a_retrained_local_model_never_reuses_the_old_weights_vectors(tmp_path):
+    folder = tiny_bert(tmp_path / "bert")
+    model = f"hf:{folder}"
+    before = text_vectors(model, ["beam search", "gpu"])
+    import torch
+    from transformers import AutoModel
+
+    retrained = AutoModel.from_pretrained(folder)
+    with torch.no_grad():
+        for weight in retrained.parameters():
+            weight.add_(0.05)
+    retrained.save_pretrained(folder)  # same folder, same spec, other weights
+    retrieval_text._hf.cache_clear()
+    after = text_vectors(model, ["beam search", "gpu"])
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, retrieval_text.encode(model, ["beam search", "gpu"]), rtol=1e-5, atol=1e-6)
 
 
 MINILM_SENTENCES = ["the transformer model translates speech", "a neural network translates spoken audio",
@@ -65,7 +83,7 @@ def test_the_default_text_model_is_minilm_unit_norm_384d_and_meaning_aware():
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
     sims = vectors @ vectors.T
     assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3  # a paraphrase beats an unrelated sentence
-    assert catalog.connect().execute("SELECT count(*) FROM text_embeddings WHERE text_model = 'minilm'").fetchone()[0] == 4
+    assert catalog.connect().execute("SELECT count(*) FROM text_embeddings WHERE text_model LIKE 'minilm-w%'").fetchone()[0] == 4
 
 
 def test_minilm_pooling_equals_a_hand_mean_pool_of_the_raw_model_output():
