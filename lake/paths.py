@@ -1,9 +1,12 @@
-"""Every on-disk location derives from one root, `$AUDIOLAKE_ROOT` (default `./data`)."""
+"""Every location derives from one root, `$AUDIOLAKE_ROOT` (default `./data`): a local folder,
+or `s3://bucket/prefix` for a lake in object storage (`lake.storage`)."""
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+
+from lake import storage
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 MAX_NAME = 100  # a part file name adds ~60 characters; most filesystems stop at 255
@@ -11,7 +14,10 @@ MAX_NAME = 100  # a part file name adds ~60 characters; most filesystems stop at
 
 def root() -> Path:
     # Read at call time, not import time, so tests and notebooks can point at another lake.
-    return Path(os.environ.get("AUDIOLAKE_ROOT", "data")).resolve()
+    location = os.environ.get("AUDIOLAKE_ROOT", "data")
+    if location.startswith(storage.SCHEME):
+        return storage.path(location.rstrip("/"))  # an ObjectPath: see lake.storage
+    return Path(location).resolve()
 
 
 def tables_dir() -> Path:
