@@ -16,7 +16,9 @@ def root() -> Path:
     # Read at call time, not import time, so tests and notebooks can point at another lake.
     location = os.environ.get("AUDIOLAKE_ROOT", "data")
     if location.startswith(storage.SCHEME):
-        return storage.path(location.rstrip("/"))  # an ObjectPath: see lake.storage
+        lake = storage.path(location)  # an ObjectPath: see lake.storage
+        storage.check_root(lake)
+        return lake
     return Path(location).resolve()
 
 

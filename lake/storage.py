@@ -33,6 +33,8 @@ from typing import BinaryIO, Iterator, Union
 
 import pyarrow.fs as pafs
 
+from lake.errors import one_line
+
 SCHEME = "s3://"
 
 
@@ -136,9 +138,36 @@ def path(location: str | os.PathLike) -> LakePath:
         return location
     if isinstance(location, str) and location.startswith(SCHEME):
         if len(ObjectPath(location).parts) < 2:
-            raise ValueError(f"{location}: name a bucket, e.g. s3://bucket/prefix")
+            from lake.cli import UsageError
+
+            raise UsageError(f"{location}: name a bucket, e.g. s3://bucket/prefix")
         return ObjectPath(location)
     return Path(location)
+
+
+def check_root(root: ObjectPath) -> None:
+    """One HEAD of the bucket, once per process: a lake whose bucket is missing, unreachable or
+    forbidden is refused in one line here, not by a traceback from deep inside a write."""
+    _check_bucket(str(root), root.bucket, endpoint(), os.getpid())
+
+
+@lru_cache(maxsize=None)
+def _check_bucket(root: str, bucket: str, endpoint_url: str, pid: int) -> None:
+    from lake.cli import UsageError
+
+    where = f"AUDIOLAKE_ROOT={root}" + (f" (endpoint {endpoint_url})" if endpoint_url else "")
+    try:
+        client().head_bucket(Bucket=bucket)
+    except Exception as err:
+        code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+        why = {"404": "no such bucket (create it first)", "NoSuchBucket": "no such bucket (create it first)",
+               "403": "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the role's policy)",
+               }.get(code) or f"{type(err).__name__}: {one_line(err, 160)}"
+        if type(err).__name__ == "NoCredentialsError":
+            why = "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+        elif type(err).__name__ == "EndpointConnectionError":
+            why = "cannot reach the S3 endpoint (set AWS_ENDPOINT_URL for an S3-compatible server)"
+        raise UsageError(f"{where}: {why}") from None
 
 
 def is_object(location: object) -> bool:

@@ -7,10 +7,12 @@ back through `python -m lake.sql` and a probe head; nothing is written to local 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from embed import engine  # noqa: E402
 from embed.engine import EmbedConfig  # noqa: E402
 from ingest.api import ingest  # noqa: E402
 from lake import catalog, locks, paths, storage  # noqa: E402
+from lake.cli import UsageError  # noqa: E402
 
 DIE_AFTER_FIRST_PART = '''
 import os, signal
@@ -165,7 +168,7 @@ def test_an_embed_killed_mid_job_in_s3_resumes_to_the_undisturbed_table(s3_env, 
     assert rows == (6, 6)  # no duplicates
 
 
-def test_an_s3_lock_refuses_a_second_holder_and_is_released(s3_env, monkeypatch):
+def test_an_s3_lock_refuses_a_second_holder_and_takes_over_an_expired_lease(s3_env, monkeypatch):
     new_lake(monkeypatch)
     lock = paths.table_dir("embeddings") / ".x.lock"
     with locks.file_lock(lock, wait=False, holder="first"):
@@ -173,5 +176,21 @@ def test_an_s3_lock_refuses_a_second_holder_and_is_released(s3_env, monkeypatch)
             with locks.file_lock(lock, wait=False, holder="second"):
                 pass
     assert not lock.exists()
-    with locks.file_lock(lock, wait=False, holder="again"):
-        assert lock.exists()
+    # A holder on another machine: refused while its lease runs, taken over once it has run out.
+    other = {"host": "elsewhere", "pid": 1, "holder": "embed on elsewhere", "expires": time.time() + 60}
+    lock.write_text(json.dumps(other))
+    with pytest.raises(locks.Busy, match="embed on elsewhere"):
+        with locks.file_lock(lock, wait=False):
+            pass
+    lock.write_text(json.dumps({**other, "expires": time.time() - 1}))
+    with locks.file_lock(lock, wait=False, holder="mine"):
+        assert json.loads(lock.read_text())["holder"] == "mine"
+    assert not lock.exists()
+
+
+def test_a_missing_bucket_is_refused_in_one_line(s3_env, monkeypatch):
+    monkeypatch.setenv("AUDIOLAKE_ROOT", "s3://no-such-bucket/lake")
+    with pytest.raises(UsageError) as refused:  # what every CLI prints as one `error:` line
+        catalog.connect()
+    assert str(refused.value) == (f"AUDIOLAKE_ROOT=s3://no-such-bucket/lake (endpoint {os.environ['AWS_ENDPOINT_URL']}): "
+                                  "no such bucket (create it first)")
