@@ -188,6 +188,12 @@ def _list(directory: ObjectPath, recursive: bool) -> list[pafs.FileInfo]:
 
 # ---- clients: one of each per process, configured from the AWS environment ------------------
 
+def endpoint_env() -> dict[str, str]:
+    """The S3 settings a worker on another machine needs to find the same lake (no secrets)."""
+    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
 def endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
 
