@@ -102,7 +102,7 @@ def dataset_lock(dataset: str):
 
 
 def remove_stale_builds(dataset: str, keep: set[str | None]) -> None:
-    for name, entry, is_dir in storage.entries(paths.shards_dir(dataset)):
+    for name, entry, is_dir, _ in storage.entries(paths.shards_dir(dataset)):
         if is_dir and name not in keep:
             storage.remove_tree(entry)
 

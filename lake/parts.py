@@ -76,22 +76,23 @@ def list_table(table: str, **partition: str) -> Listing:
     if not start.is_dir():
         return Listing([], [])
     checks = _Checks()
-    good = {path: digest for path in _walk(start, keys[len(partition):])
-            if (digest := checks.accept(table, path)) is not None}
+    good = {path: digest for path, stat in _walk(start, keys[len(partition):])
+            if (digest := checks.accept(table, path, stat)) is not None}
     checks.save()
     files = sorted(good)
     return Listing(files, [good[f] for f in files])
 
 
-def _walk(directory: Path, keys: tuple[str, ...]) -> list[Path]:
-    """`.parquet` files below `directory` under one partition folder per key."""
+def _walk(directory: Path, keys: tuple[str, ...]) -> list[tuple[Path, object]]:
+    """`.parquet` files below `directory` under one partition folder per key, each with its
+    stat when the listing gave one (an object store's does: it saves a request per part)."""
     found = []
     try:
         entries = storage.entries(directory)
     except OSError as err:
         _warn(directory, f"cannot be listed ({one_line(err)}): skipped")
         return []
-    for name, path, is_dir in entries:
+    for name, path, is_dir, stat in entries:
         if name.startswith("."):
             continue
         if is_dir:
@@ -108,7 +109,7 @@ def _walk(directory: Path, keys: tuple[str, ...]) -> list[Path]:
             if keys:
                 _warn(path, f"a part outside the {keys[0]}=… folders: skipped (move it into one)")
             else:
-                found.append(path)
+                found.append((path, stat))
     return found
 
 
@@ -154,10 +155,10 @@ class _Checks:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # no cache, or a damaged one: check again
 
-    def accept(self, table: str, path: Path) -> str | None:
+    def accept(self, table: str, path: Path, stat=None) -> str | None:
         """The digest of the part's schema when it can be read as `table`, else None."""
         try:
-            stat = path.stat()
+            stat = stat or path.stat()
         except FileNotFoundError:
             return None  # replaced or removed since it was listed
         key, stamp = str(path.relative_to(self.root)), [stat.st_size, stat.st_mtime_ns]

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Iterator, NamedTuple, Union
 
 import pyarrow.fs as pafs
 
@@ -88,8 +88,7 @@ class ObjectPath(PurePosixPath):
         info = self._info()
         if info.type != pafs.FileType.File:
             raise FileNotFoundError(f"{self}: no such object")
-        mtime_ns = info.mtime_ns or 0
-        return SimpleNamespace(st_size=info.size, st_mtime_ns=mtime_ns, st_mtime=mtime_ns / 1e9)
+        return _stat(info)
 
     def read_bytes(self) -> bytes:
         try:
@@ -174,6 +173,13 @@ def is_object(location: object) -> bool:
     return isinstance(location, ObjectPath)
 
 
+def _stat(info: pafs.FileInfo) -> SimpleNamespace | None:
+    if info.type != pafs.FileType.File:
+        return None
+    mtime_ns = info.mtime_ns or 0
+    return SimpleNamespace(st_size=info.size, st_mtime_ns=mtime_ns, st_mtime=mtime_ns / 1e9)
+
+
 def _not_found(where: ObjectPath, err: OSError) -> OSError:
     text = str(err)
     if "NoSuchKey" in text or "Path does not exist" in text or "NOT_FOUND" in text.upper():
@@ -231,14 +237,21 @@ def client():
 
 # ---- the operations a local Path does through os, open and shutil --------------------------
 
-def entries(directory: LakePath) -> list[tuple[str, LakePath, bool]]:
-    """(name, path, is a folder) of what is directly in `directory`, sorted by name."""
+class Entry(NamedTuple):
+    name: str
+    path: LakePath
+    is_dir: bool
+    stat: SimpleNamespace | None  # an object's size and mtime, from the listing; None for a local file
+
+
+def entries(directory: LakePath) -> list[Entry]:
+    """What is directly in `directory`, sorted by name."""
     if is_object(directory):
-        found = [(i.base_name, directory / i.base_name, i.type == pafs.FileType.Directory)
+        found = [Entry(i.base_name, directory / i.base_name, i.type == pafs.FileType.Directory, _stat(i))
                  for i in _list(directory, recursive=False)]
     else:
-        found = [(e.name, Path(e.path), e.is_dir()) for e in os.scandir(directory)]
-    return sorted(found, key=lambda entry: entry[0])
+        found = [Entry(e.name, Path(e.path), e.is_dir(), None) for e in os.scandir(directory)]
+    return sorted(found, key=lambda entry: entry.name)
 
 
 def open_read(location: LakePath) -> BinaryIO:
