@@ -22,6 +22,7 @@ an S3 lake.
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
 import shutil
 import tempfile
@@ -121,6 +122,12 @@ class ObjectPath(PurePosixPath):
     def iterdir(self) -> Iterator["ObjectPath"]:
         for info in _list(self, recursive=False):
             yield self / info.base_name
+
+    def glob(self, pattern: str) -> Iterator["ObjectPath"]:
+        """Objects directly under this prefix whose name matches (no `**`)."""
+        for info in _list(self, recursive=False):
+            if fnmatch.fnmatchcase(info.base_name, pattern):
+                yield self / info.base_name
 
     def rglob(self, pattern: str) -> Iterator["ObjectPath"]:
         for info in _list(self, recursive=True):
@@ -262,6 +269,12 @@ def open_read(location: LakePath) -> BinaryIO:
         except OSError as err:
             raise _not_found(location, err) from None
     return open(location, "rb")
+
+
+def readable(location: LakePath) -> Path | io.BytesIO:
+    """What a reader that wants a local file (torch.load) can open: a local path as it is, an
+    object's bytes in memory."""
+    return io.BytesIO(location.read_bytes()) if is_object(location) else location
 
 
 def remove_tree(directory: LakePath) -> None:

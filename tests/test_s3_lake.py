@@ -194,3 +194,18 @@ def test_a_missing_bucket_is_refused_in_one_line(s3_env, monkeypatch):
         catalog.connect()
     assert str(refused.value) == (f"AUDIOLAKE_ROOT=s3://no-such-bucket/lake (endpoint {os.environ['AWS_ENDPOINT_URL']}): "
                                   "no such bucket (create it first)")
+
+
+def test_an_s3_root_is_an_object_path_that_joins_and_pickles_like_a_local_one(monkeypatch):
+    import pickle
+
+    root = storage.path("s3://bucket/a/lake/")
+    part = root / "tables" / "tracks" / "dataset=x" / "part-000000.parquet"
+    assert str(part) == os.fspath(part) == "s3://bucket/a/lake/tables/tracks/dataset=x/part-000000.parquet"
+    assert (part.bucket, part.key) == ("bucket", "a/lake/tables/tracks/dataset=x/part-000000.parquet")
+    assert str(part.relative_to(root)) == "tables/tracks/dataset=x/part-000000.parquet"
+    assert part.parent.name == "dataset=x" and part.stem == "part-000000"
+    assert pickle.loads(pickle.dumps(part)) == part and storage.is_object(pickle.loads(pickle.dumps(part)))
+    assert not storage.is_object(storage.path("data/lake"))
+    with pytest.raises(UsageError, match="name a bucket"):
+        storage.path("s3://")
