@@ -6,8 +6,6 @@ import os
 import re
 from pathlib import Path
 
-from lake import storage
-
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 MAX_NAME = 100  # a part file name adds ~60 characters; most filesystems stop at 255
 
@@ -15,7 +13,9 @@ MAX_NAME = 100  # a part file name adds ~60 characters; most filesystems stop at
 def root() -> Path:
     # Read at call time, not import time, so tests and notebooks can point at another lake.
     location = os.environ.get("AUDIOLAKE_ROOT", "data")
-    if location.startswith(storage.SCHEME):
+    if location.startswith("s3://"):
+        from lake import storage  # pyarrow's S3 filesystem: imported only for an S3 lake
+
         lake = storage.path(location)  # an ObjectPath: see lake.storage
         storage.check_root(lake)
         return lake
