@@ -102,7 +102,8 @@ class ObjectPath(PurePosixPath):
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> int:
-        client().put_object(Bucket=self.bucket, Key=self.key, Body=data)
+        with _as_os_error(self):
+            client().put_object(Bucket=self.bucket, Key=self.key, Body=data)
         return len(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
@@ -111,7 +112,8 @@ class ObjectPath(PurePosixPath):
     def unlink(self, missing_ok: bool = False) -> None:
         if not missing_ok and not self.exists():
             raise FileNotFoundError(f"{self}: no such object")
-        client().delete_object(Bucket=self.bucket, Key=self.key)
+        with _as_os_error(self):
+            client().delete_object(Bucket=self.bucket, Key=self.key)
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: a prefix exists once an object is written under it."""
@@ -178,6 +180,22 @@ def _check_bucket(root: str, bucket: str, endpoint_url: str, pid: int) -> None:
 
 def is_object(location: object) -> bool:
     return isinstance(location, ObjectPath)
+
+
+@contextmanager
+def _as_os_error(where: ObjectPath) -> Iterator[None]:
+    """boto3's errors as the OSError a local write raises (a read-only lake: PermissionError),
+    so callers handle both kinds of lake alike."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as err:
+        if not type(err).__module__.startswith(("botocore", "boto3")):
+            raise
+        code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+        kind = PermissionError if code in ("AccessDenied", "403") else OSError
+        raise kind(f"{where}: {one_line(err, 200)}") from None
 
 
 def _stat(info: pafs.FileInfo) -> SimpleNamespace | None:
@@ -291,8 +309,9 @@ def move(source: LakePath, target: LakePath) -> None:
     if is_object(source):
         if not source.exists():
             raise FileNotFoundError(f"{source}: no such object")
-        client().copy_object(Bucket=target.bucket, Key=target.key,
-                             CopySource={"Bucket": source.bucket, "Key": source.key})
+        with _as_os_error(target):
+            client().copy_object(Bucket=target.bucket, Key=target.key,
+                                 CopySource={"Bucket": source.bucket, "Key": source.key})
         source.unlink(missing_ok=True)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -302,7 +321,8 @@ def move(source: LakePath, target: LakePath) -> None:
 def publish(local_file: Path, target: ObjectPath) -> None:
     """Uploads a finished local file under its final key: one PUT, or a multipart upload whose
     object appears only when it completes. Readers see the old object or the new, whole."""
-    client().upload_file(str(local_file), target.bucket, target.key)
+    with _as_os_error(target):
+        client().upload_file(str(local_file), target.bucket, target.key)
 
 
 def upload_tree(local_dir: Path, target: ObjectPath) -> None:

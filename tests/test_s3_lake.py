@@ -188,6 +188,20 @@ def test_an_s3_lock_refuses_a_second_holder_and_takes_over_an_expired_lease(s3_e
     assert not lock.exists()
 
 
+def test_a_held_s3_lock_renews_its_lease_and_still_releases(s3_env, monkeypatch):
+    new_lake(monkeypatch)
+    monkeypatch.setenv("AUDIOLAKE_LOCK_LEASE", "1.5")  # renewed every 0.5 s
+    lock = paths.table_dir("embeddings") / ".x.lock"
+    with locks.file_lock(lock, wait=False, holder="long job"):
+        first = json.loads(lock.read_text())["expires"]
+        time.sleep(1.0)  # at least one renewal
+        assert json.loads(lock.read_text())["expires"] > first
+        with pytest.raises(locks.Busy, match="long job"):
+            with locks.file_lock(lock, wait=False):
+                pass
+    assert not lock.exists()  # released with the ETag of the latest renewal
+
+
 def test_a_missing_bucket_is_refused_in_one_line(s3_env, monkeypatch):
     monkeypatch.setenv("AUDIOLAKE_ROOT", "s3://no-such-bucket/lake")
     with pytest.raises(UsageError) as refused:  # what every CLI prints as one `error:` line
