@@ -82,7 +82,9 @@ def search(run: dict[str, Any], files: list[Path], k: int, device: str = "auto"
     if not kept:
         return {}, {}, failed
     X = np.stack([np.concatenate([b[p] for b in blocks]) for p in kept]).astype(np.float32)
-    index = faiss.read_index(str(folder / "index.faiss"))
+    index_file = folder / "index.faiss"
+    index = (faiss.deserialize_index(np.frombuffer(index_file.read_bytes(), np.uint8)) if storage.is_object(index_file)
+             else faiss.read_index(str(index_file)))
     scores, ids = index.search(np.ascontiguousarray(model.project_audio(X)), min(k, index.ntotal))
     found = {p: [(model.terms[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
              for p, row_ids, row_scores in zip(kept, ids, scores)}
