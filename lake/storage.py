@@ -233,7 +233,7 @@ def endpoint() -> str:
 def _arrow_fs(endpoint_url: str, pid: int) -> pafs.S3FileSystem:
     options = {}
     if endpoint_url:
-        scheme, _, host = endpoint_url.partition("://")
+        scheme, _, host = endpoint_url.rstrip("/").partition("://")
         options = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
@@ -251,12 +251,14 @@ def _client(endpoint_url: str, pid: int):
     try:
         import boto3
     except ImportError:
-        raise RuntimeError("an s3:// lake needs boto3: pip install 'audiolake[scale]'") from None
+        from lake.cli import UsageError
+
+        raise UsageError("an s3:// lake needs boto3: pip install 'audiolake[scale]'") from None
     return boto3.client("s3", endpoint_url=endpoint_url or None)
 
 
 def client():
-    # Per process: a boto3 client is not safe to share across a fork (workers=N).
+    # Per process: a boto3 client is not safe to share across a fork (the loader's processes).
     return _client(endpoint(), os.getpid())
 
 
