@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from embed.shard import EmbedRefused, ShardResult, ShardSettings, ShardTask, ShardWorker
+from lake import storage
 from lake.errors import one_line
 
 MAX_RETRIES = 3  # restarts of a dead actor, and retries of the shard it was embedding
@@ -41,11 +42,20 @@ def connect(address: str):
         return ray, False
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, runtime_env={"py_modules": this_code()})
+                 logging_level=logging.WARNING, runtime_env=runtime_env())
     except Exception as err:  # a wrong address, a cluster that is down: one line, not Ray's traceback
         raise EmbedRefused(f"engine=ray: cannot start or reach Ray{f' at {address}' if address else ''}: "
                            f"{one_line(err)}") from None
     return ray, True
+
+
+def runtime_env() -> dict:
+    """This checkout's code, and where an s3:// lake's endpoint and region are (never credentials:
+    the nodes bring their own, an instance role or their environment)."""
+    env = {"py_modules": this_code()}
+    if storage.endpoint_env():
+        env["env_vars"] = storage.endpoint_env()
+    return env
 
 
 def this_code() -> list[str]:

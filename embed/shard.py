@@ -29,6 +29,7 @@ import torch
 from embed import registry, store
 from embed.backbone import Backbone
 from embed.loader import BatchDataset, Clip, Decoded, loader, plan_batches
+from lake import storage
 from lake.errors import one_line
 
 CLIP_FAILURE = "clip"  # the `kind` of every recorded failure: a property of the clip's own audio
@@ -211,7 +212,7 @@ def embed_shard(task: ShardTask, settings: ShardSettings, model: Backbone,
     settings = resolve_here(settings)
     size = settings.batch_size
     batches = plan_batches(list(task.clips), size, settings.max_seconds)
-    dataset = BatchDataset(Path(settings.root), batches, model.sample_rate, settings.max_seconds, settings.chunking)
+    dataset = BatchDataset(storage.path(settings.root), batches, model.sample_rate, settings.max_seconds, settings.chunking)
     result = ShardResult(task.shard, None)
     vectors: dict[str, dict[str, np.ndarray]] = {}
     # One autocast region for the shard: leaving the outermost region drops autocast's cache of
@@ -247,7 +248,7 @@ def write_shard_part(task: ShardTask, settings: ShardSettings, model: Backbone,
                 else np.empty((0, model.dim), np.float32))
         for layer in model.layers
     }
-    return store.write_part(Path(task.part), settings.dataset, settings.name, model.dim, layers, task.shard,
+    return store.write_part(storage.path(task.part), settings.dataset, settings.name, model.dim, layers, task.shard,
                             failures, settings.settings_hash, order=task.order)
 
 

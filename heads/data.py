@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from heads.protocol import Inputs
-from lake import catalog, paths, queries, splits
+from lake import catalog, paths, queries, splits, storage
 from lake.embeddings import choose_layer, parts, stored_layers
 from lake.embeddings import load as load_embeddings
 from lake.errors import one_line
@@ -327,7 +327,7 @@ def resolve_layers(sel: Selection) -> tuple[list[str], dict[str, dict[str, str]]
 def _footer_digest(path: Path) -> str:
     """sha256 of the Parquet footer: row-group offsets, sizes, column statistics (min/max of every
     column chunk, the vectors' included) and key-value metadata (shard, settings hash)."""
-    with open(path, "rb") as handle:
+    with storage.open_read(path) as handle:
         handle.seek(-8, 2)
         tail = handle.read(8)
         length = int.from_bytes(tail[:4], "little")

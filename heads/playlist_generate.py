@@ -18,7 +18,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from heads import playlist_model as model_lib
 from heads.playlist import clusters_of, load_codes, sample_songs
-from lake import catalog, paths
+from lake import catalog, paths, storage
 from lake.cli import UsageError, make_console, parse_config, run_main, split_args
 
 
@@ -50,7 +50,7 @@ def find_run(cfg: GenerateConfig) -> tuple[str, str, str]:
 
 
 def load(folder_path: str) -> tuple[T5ForConditionalGeneration, dict[str, Any]]:
-    checkpoint = torch.load(paths.root() / folder_path / "model.pt", weights_only=True)
+    checkpoint = torch.load(storage.readable(paths.root() / folder_path / "model.pt"), weights_only=True)
     model = T5ForConditionalGeneration(T5Config(**json.loads(checkpoint["t5_config"])))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint

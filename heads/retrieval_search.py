@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from embed.files import FilesError, embed_files, load_model
 from heads.retrieval import Retriever
-from lake import catalog, paths
+from lake import catalog, paths, storage
 from lake.cli import UsageError, fail, make_console, parse_config, run_main, split_args
 
 
@@ -66,7 +66,7 @@ def search(run: dict[str, Any], files: list[Path], k: int, device: str = "auto"
     for name in ("model.pt", "index.faiss"):
         if not (folder / name).is_file():
             raise UsageError(f"run {run['run_id']}: {folder / name} is missing")
-    checkpoint = torch.load(folder / "model.pt", weights_only=True, map_location="cpu")
+    checkpoint = torch.load(storage.readable(folder / "model.pt"), weights_only=True, map_location="cpu")
     model = Retriever.from_checkpoint(checkpoint)
     blocks, failed, kept = [], {}, None
     for backbone in checkpoint["backbones"]:
@@ -82,7 +82,9 @@ def search(run: dict[str, Any], files: list[Path], k: int, device: str = "auto"
     if not kept:
         return {}, {}, failed
     X = np.stack([np.concatenate([b[p] for b in blocks]) for p in kept]).astype(np.float32)
-    index = faiss.read_index(str(folder / "index.faiss"))
+    index_file = folder / "index.faiss"
+    index = (faiss.deserialize_index(np.frombuffer(index_file.read_bytes(), np.uint8)) if storage.is_object(index_file)
+             else faiss.read_index(str(index_file)))
     scores, ids = index.search(np.ascontiguousarray(model.project_audio(X)), min(k, index.ntotal))
     found = {p: [(model.terms[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
              for p, row_ids, row_scores in zip(kept, ids, scores)}

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from embed.files import FilesError, embed_files, load_model
 from heads import ranking_metrics, scorer
-from lake import catalog, paths
+from lake import catalog, paths, storage
 from lake.cli import UsageError, fail, make_console, parse_config, run_main, split_args
 
 
@@ -64,7 +64,7 @@ def score_files(run: dict[str, Any], files: list[Path], device: str = "auto"
     model_file = run["folder"] / "model.pt"
     if not model_file.is_file():
         raise UsageError(f"run {run['run_id']}: {model_file} is missing")
-    checkpoint = torch.load(model_file, weights_only=True, map_location="cpu")  # tensors and plain values only
+    checkpoint = torch.load(storage.readable(model_file), weights_only=True, map_location="cpu")  # tensors and plain values only
     blocks, failed, kept = [], {}, None
     for backbone in run["backbones"]:
         try:

@@ -3,13 +3,14 @@
 A build writes its shards into a fresh directory `shards/<dataset>/<build_id>/` and commits by
 atomically replacing the dataset's `tracks` part, which names those shards. Until that rename
 readers see the previous build in full; after it, the new one in full; an interrupted build
-leaves only an unreferenced directory that the next run removes.
+leaves only an unreferenced directory that the next run removes. In an S3 lake the shards are
+written in a local temporary folder and each uploaded whole (one object each) before the
+`tracks` part, the commit, is uploaded: the same order, with a PUT for the rename.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
 import uuid
 from collections import defaultdict
@@ -25,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ingest.check import checked_items
 from ingest.shards import ShardWriter, make_key
 from ingest.source import SourceItem, Skipped
-from lake import atomic, catalog, locks, parts, paths, validate_audio
+from lake import atomic, catalog, locks, parts, paths, storage, validate_audio
 from lake.schemas import TRACKS_IDENTITY, coerce_metadata, tracks_table
 
 FINGERPRINT_KEY = "audiolake.ingest.fingerprint"
@@ -101,9 +102,9 @@ def dataset_lock(dataset: str):
 
 
 def remove_stale_builds(dataset: str, keep: set[str | None]) -> None:
-    for entry in paths.shards_dir(dataset).iterdir():
-        if entry.is_dir() and entry.name not in keep:
-            shutil.rmtree(entry, ignore_errors=True)
+    for name, entry, is_dir, _ in storage.entries(paths.shards_dir(dataset)):
+        if is_dir and name not in keep:
+            storage.remove_tree(entry)
 
 
 def build_fingerprint(options: IngestOptions, source_fingerprint: str) -> str:
@@ -142,12 +143,14 @@ def run(options: IngestOptions, items: Iterator[SourceItem | Skipped], source_fi
         remove_stale_builds(options.dataset, keep={previous.get(BUILD_KEY)})
         build_id = time.strftime("b%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         build_dir = paths.shards_dir(options.dataset) / build_id
-        build_dir.mkdir(parents=True)
         try:
-            result, rows = _write_shards(options, items, build_dir, total, console)
+            with storage.local_folder(build_dir) as folder:
+                result, rows = _write_shards(options, items, folder, build_dir, total, console)
+                if storage.is_object(build_dir):
+                    storage.upload_tree(folder, build_dir)
             _commit(options, result, rows, fingerprint, build_id)
         except BaseException:
-            shutil.rmtree(build_dir, ignore_errors=True)
+            storage.remove_tree(build_dir)
             raise
         # The previous build stays one generation: a reader that planned from the old manifest
         # (an embed job mid-run) still finds its bytes. The next rebuild removes it.
@@ -156,16 +159,17 @@ def run(options: IngestOptions, items: Iterator[SourceItem | Skipped], source_fi
     return result
 
 
-def _write_shards(options, items, build_dir, total, console):
+def _write_shards(options, items, folder, build_dir, total, console):
+    """Writes the shards into the local `folder`; the rows name them where they will be, in `build_dir`."""
     started = time.perf_counter()
     result = IngestResult(options.dataset, "written")
     workers = options.workers or os.cpu_count() or 1
-    writer = ShardWriter(build_dir, options.dataset, int(options.shard_max_mb * 2**20), options.shard_max_count)
+    writer = ShardWriter(folder, options.dataset, int(options.shard_max_mb * 2**20), options.shard_max_count)
     rows: list[dict[str, Any]] = []
     keys: set[str] = set()
     seen_ids: set[str] = set()
     by_sha: dict[str, list[str]] = defaultdict(list)
-    root = paths.root()
+    where = build_dir.relative_to(paths.root())
     with _progress(console) as progress:
         task = progress.add_task(f"ingest {options.dataset}", total=total, rate="", bad="")
         for item, checked in checked_items(items, workers, options.transcode):
@@ -180,12 +184,12 @@ def _write_shards(options, items, build_dir, total, console):
                 result.skipped.append({"source": item.source, "reason": bad_meta})
             else:
                 seen_ids.add(item.track_id)
-                rows.append(_write_one(options, item, checked, writer, keys, by_sha, root, result))
+                rows.append(_write_one(options, item, checked, writer, keys, by_sha, where, result))
                 _flag_and_note(item, checked.info, result)
             elapsed = time.perf_counter() - started
             progress.update(task, rate=f"{len(rows) / elapsed:,.0f} clips/s  {result.audio_bytes / 2**20 / elapsed:,.1f} MB/s",
                             bad=f"{len(result.skipped)} skipped" if result.skipped else "")
-    result.shards = [str(p.relative_to(root)) for p in writer.close()]
+    result.shards = [str(where / p.name) for p in writer.close()]
     result.duplicates = [ids for ids in by_sha.values() if len(ids) > 1]
     result.seconds = time.perf_counter() - started
     return result, rows
@@ -212,7 +216,7 @@ def _invalid_metadata(item: SourceItem) -> str | None:
     return None
 
 
-def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> dict[str, Any]:
+def _write_one(options, item, checked, writer, keys, by_sha, where, result) -> dict[str, Any]:
     # A file is copied into the shard by the kernel; the parent never reads its bytes.
     audio = checked.transcoded if checked.transcoded is not None else item.data if item.data is not None else item.path
     fmt = "flac" if checked.transcoded is not None else item.format
@@ -225,7 +229,7 @@ def _write_one(options, item, checked, writer, keys, by_sha, root, result) -> di
     result.audio_hours += checked.info.duration_s / 3600
     return {
         "dataset": options.dataset, "track_id": item.track_id,
-        "shard": str(member.shard.relative_to(root)), "key": key, "offset": member.offset,
+        "shard": str(where / member.shard.name), "key": key, "offset": member.offset,
         "nbytes": member.nbytes, "format": fmt, "sha256": sha,
         "duration_s": checked.info.duration_s, "sample_rate": checked.info.sample_rate,
         "channels": checked.info.channels, "source": item.source,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from lake import storage
+
 _BLOCK = tarfile.BLOCKSIZE
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -126,8 +128,8 @@ class ShardWriter:
 
 
 def read_member(shard: Path, offset: int, nbytes: int) -> bytes:
-    """One clip's bytes by seeking into its shard: no scan of the tar."""
-    with open(shard, "rb") as handle:
+    """One clip's bytes by seeking into its shard: no scan of the tar (in S3, one ranged GET)."""
+    with storage.open_read(shard) as handle:
         handle.seek(offset)
         data = handle.read(nbytes)
     if len(data) != nbytes:

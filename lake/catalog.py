@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from lake import paths
+from lake import paths, storage
 from lake.parts import Listing, list_table
 from lake.schemas import PARTITIONS, TABLES, duckdb_type
 
@@ -116,15 +116,26 @@ def install_views(con: duckdb.DuckDBPyConnection) -> None:
     vector_views(con, listed["embeddings"])
 
 
+def open_duckdb(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that can read the lake's files, wherever the lake is."""
+    con = duckdb.connect(database)
+    storage.attach(con, paths.root())
+    return con
+
+
 def connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = open_duckdb()
     install_views(con)
     return con
 
 
 def refresh() -> Path | None:
-    """Rewrites the views in lake.duckdb; returns None when another process holds its lock."""
+    """Rewrites the views in lake.duckdb; returns None when another process holds its lock, or
+    when the lake is in S3: a DuckDB database file cannot live in object storage, and its views
+    would need our S3 reader registered, so S3 lakes are read through `connect()` only."""
     target = paths.catalog_file()
+    if storage.is_object(target):
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(target))
@@ -139,7 +150,7 @@ def refresh() -> Path | None:
 
 def table_stats() -> list[dict]:
     """Rows, partitions, files and bytes per table, read from Parquet footers (no data scan)."""
-    con = duckdb.connect()
+    con = open_duckdb()
     stats = []
     for table in TABLES:
         files = list_table(table).files

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lake import atomic, paths
+from lake import atomic, paths, storage
 from lake.errors import one_line
 from lake.schemas import PARTITIONS, REQUIRED_COLUMNS, TABLES, compatible_type
 
@@ -77,40 +76,40 @@ def list_table(table: str, **partition: str) -> Listing:
     if not start.is_dir():
         return Listing([], [])
     checks = _Checks()
-    good = {path: digest for path in _walk(start, keys[len(partition):])
-            if (digest := checks.accept(table, path)) is not None}
+    good = {path: digest for path, stat in _walk(start, keys[len(partition):])
+            if (digest := checks.accept(table, path, stat)) is not None}
     checks.save()
     files = sorted(good)
     return Listing(files, [good[f] for f in files])
 
 
-def _walk(directory: Path, keys: tuple[str, ...]) -> list[Path]:
-    """`.parquet` files below `directory` under one partition folder per key."""
+def _walk(directory: Path, keys: tuple[str, ...]) -> list[tuple[Path, object]]:
+    """`.parquet` files below `directory` under one partition folder per key, each with its
+    stat when the listing gave one (an object store's does: it saves a request per part)."""
     found = []
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        entries = storage.entries(directory)
     except OSError as err:
         _warn(directory, f"cannot be listed ({one_line(err)}): skipped")
         return []
-    for entry in entries:
-        if entry.name.startswith("."):
+    for name, path, is_dir, stat in entries:
+        if name.startswith("."):
             continue
-        path = Path(entry.path)
-        if entry.is_dir():
+        if is_dir:
             if not keys:
                 if any(path.rglob("*.parquet")):
                     _warn(path, "a folder below the partition folders: skipped (move its files up or out)")
                 continue
-            problem = _partition_problem(entry.name, keys[0])
+            problem = _partition_problem(name, keys[0])
             if problem:
                 _warn(path, f"{problem}: skipped (rename or move the folder)")
             else:
                 found += _walk(path, keys[1:])
-        elif entry.name.endswith(".parquet"):
+        elif name.endswith(".parquet"):
             if keys:
                 _warn(path, f"a part outside the {keys[0]}=… folders: skipped (move it into one)")
             else:
-                found.append(path)
+                found.append((path, stat))
     return found
 
 
@@ -156,10 +155,10 @@ class _Checks:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # no cache, or a damaged one: check again
 
-    def accept(self, table: str, path: Path) -> str | None:
+    def accept(self, table: str, path: Path, stat=None) -> str | None:
         """The digest of the part's schema when it can be read as `table`, else None."""
         try:
-            stat = path.stat()
+            stat = stat or path.stat()
         except FileNotFoundError:
             return None  # replaced or removed since it was listed
         key, stamp = str(path.relative_to(self.root)), [stat.st_size, stat.st_mtime_ns]
@@ -187,8 +186,11 @@ class _Checks:
     def save(self) -> None:
         if not self.changed:
             return
-        # Forget files that are gone, so the cache does not grow with every rewritten part.
-        live = {k: v for k, v in self.known.items() if (self.root / k).is_file()}
+        # Forget files that are gone, so the cache does not grow with every rewritten part. In an
+        # S3 lake that would be one request per part: parts keep their key when rewritten, so the
+        # cache grows only with parts that are removed, and keeps them.
+        live = (self.known if storage.is_object(self.root)
+                else {k: v for k, v in self.known.items() if (self.root / k).is_file()})
         try:
             atomic.write_json({"version": CHECKS_VERSION, "parts": live}, self.file)
         except OSError:
@@ -202,8 +204,7 @@ def _quarantine(path: Path, problem: str) -> None:
         n += 1
         target = target.with_name(f"{path.name}.{n}")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(path, target)
+        storage.move(path, target)
     except FileNotFoundError:
         return  # another process moved it first, and said so
     except OSError as err:

@@ -1,4 +1,5 @@
-"""Every on-disk location derives from one root, `$AUDIOLAKE_ROOT` (default `./data`)."""
+"""Every location derives from one root, `$AUDIOLAKE_ROOT` (default `./data`): a local folder,
+or `s3://bucket/prefix` for a lake in object storage (`lake.storage`)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,14 @@ MAX_NAME = 100  # a part file name adds ~60 characters; most filesystems stop at
 
 def root() -> Path:
     # Read at call time, not import time, so tests and notebooks can point at another lake.
-    return Path(os.environ.get("AUDIOLAKE_ROOT", "data")).resolve()
+    location = os.environ.get("AUDIOLAKE_ROOT", "data")
+    if location.startswith("s3://"):
+        from lake import storage  # pyarrow's S3 filesystem: imported only for an S3 lake
+
+        lake = storage.path(location)  # an ObjectPath: see lake.storage
+        storage.check_root(lake)
+        return lake
+    return Path(location).resolve()
 
 
 def tables_dir() -> Path:

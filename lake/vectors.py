@@ -27,10 +27,12 @@ pyarrow, and any pyarrow error is re-raised as `VectorReadError` naming the file
 """
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -39,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lake import storage
 from lake.atomic import atomic_path
 
 # Writer properties valid for both `pq.write_table` and `pq.ParquetWriter`. Float32 embeddings
@@ -85,7 +88,7 @@ def write_vector_parquet(tables: pa.Table | Iterable[pa.Table], target: Path,
             if col.null_count or any(chunk.flatten().null_count for chunk in col.chunks):
                 raise ValueError(f"{column}: embeddings must not contain nulls")
             writer.write_table(part.cast(schema), row_group_size=ROW_GROUP_SIZE)
-    return Path(target)
+    return storage.path(target)
 
 
 # --- Thrift compact protocol: just enough to decode a PageHeader and skip what we don't use.
@@ -236,7 +239,7 @@ def read_matrix(paths: str | os.PathLike | Sequence[str | os.PathLike], column: 
     `row_groups`: for one path, a list of row-group indices; for a list of paths, one such
     list (or None: all) per file."""
     single = isinstance(paths, (str, os.PathLike))
-    files = [Path(paths)] if single else [Path(p) for p in paths]
+    files = [storage.path(paths)] if single else [storage.path(p) for p in paths]
     selections = [row_groups] if single else list(row_groups or [None] * len(files))
     if len(selections) != len(files):
         raise ValueError(f"row_groups has {len(selections)} entries for {len(files)} files")
@@ -272,7 +275,7 @@ def read_matrix(paths: str | os.PathLike | Sequence[str | os.PathLike], column: 
 def _read_file(path: Path, pf: pq.ParquetFile, groups: list[int], column: str, out: np.ndarray, at: int) -> int:
     """Reads `groups` of one file into out[at:], each chunk fast or by pyarrow; returns the next row."""
     dim, plans, slow = out.shape[1], [], []
-    with open(path, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+    with _mapped(path) as (fh, buf):
         try:
             leaf, reason = _fast_leaf(pf, column), ""
         except _Slow as why:
@@ -307,11 +310,23 @@ def _read_file(path: Path, pf: pq.ParquetFile, groups: list[int], column: str, o
     return at
 
 
+@contextmanager
+def _mapped(path: Path):
+    """The file as a reader and a buffer of its bytes: a memory map of a local file; an object in
+    S3 is fetched whole, in one GET (a part is one shard's vectors)."""
+    if storage.is_object(path):
+        data = path.read_bytes()
+        yield io.BytesIO(data), data
+        return
+    with open(path, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        yield fh, buf
+
+
 def row_groups_where(path: str | os.PathLike, column: str, value) -> list[int]:
     """Row groups of `path` whose `column` is all `value`: statistics min == max == value, or
     (no statistics) read to decide. A group mixing `value` with others raises: the file is
     not laid out one value per row group, and no choice of whole groups would be right."""
-    path = Path(path)
+    path = storage.path(path)
     pf = _open(path)
     leaf = next((i for i in range(pf.metadata.num_columns) if pf.schema.column(i).path == column), None)
     if leaf is None:
