@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from heads import playlist_metrics as pm
@@ -129,9 +130,22 @@ def _hash_part(playlist_id: str, val: float, test: float) -> str:
     return "test" if u < test else "val" if u < test + val else "train"
 
 
+def codes_table(run_id: str) -> pa.Table:
+    """(track_id, codes) the semantic_ids run wrote, by track id."""
+    return catalog.connect().sql("SELECT track_id, codes FROM semantic_ids WHERE run_id = $r ORDER BY track_id",
+                                 params={"r": run_id}).to_arrow_table()
+
+
 def load_codes(run_id: str) -> dict[str, tuple[int, ...]]:
-    rows = catalog.connect().execute("SELECT track_id, codes FROM semantic_ids WHERE run_id = $r", {"r": run_id}).fetchall()
-    return {t: tuple(c) for t, c in rows}
+    table = codes_table(run_id)
+    return {t: tuple(c) for t, c in zip(table.column("track_id").to_pylist(), table.column("codes").to_pylist())}
+
+
+def playlist_table(dataset: str) -> pa.Table:
+    """(playlist_id, title, tracks in playlist order), by playlist id."""
+    return catalog.connect().sql(
+        "SELECT playlist_id, min(title) AS title, list(track_id ORDER BY position, track_id) AS tracks FROM playlists "
+        "WHERE dataset = $d GROUP BY playlist_id ORDER BY playlist_id", params={"d": dataset}).to_arrow_table()
 
 
 def clusters_of(codes: dict[str, tuple[int, ...]]) -> dict[tuple[int, ...], list[str]]:
@@ -141,13 +155,11 @@ def clusters_of(codes: dict[str, tuple[int, ...]]) -> dict[tuple[int, ...], list
     return dict(out)
 
 
-def playlists(cfg: Config) -> Playlists:
-    codes = load_codes(cfg.semantic_ids)
+def playlists(cfg: Config, table: pa.Table, code_rows: pa.Table) -> Playlists:
+    codes = {t: tuple(c) for t, c in zip(code_rows.column("track_id").to_pylist(), code_rows.column("codes").to_pylist())}
     if not codes:
         raise SelectionError(f"semantic_ids={cfg.semantic_ids}: the run wrote no codes")
-    rows = catalog.connect().execute(
-        "SELECT playlist_id, any_value(title), list(track_id ORDER BY position) FROM playlists "
-        "WHERE dataset = $d GROUP BY playlist_id ORDER BY playlist_id", {"d": cfg.dataset}).fetchall()
+    rows = list(zip(*(table.column(c).to_pylist() for c in ("playlist_id", "title", "tracks"))))
     if not rows:
         raise SelectionError(f"dataset={cfg.dataset} has no playlists: just ingest dataset={cfg.dataset} "
                              "source=playlists path=DIR")
@@ -178,8 +190,12 @@ def inputs(cfg: Config) -> Inputs:
 
 
 def _data(cfg: Config, data: Data) -> Playlists:
+    """The examples, read once per run; both tables they come from go into the run's fingerprint."""
     if "playlists" not in data.memo:
-        data.memo["playlists"] = playlists(cfg)
+        table, codes = playlist_table(cfg.dataset), codes_table(cfg.semantic_ids)
+        data.cover("playlists", table)
+        data.cover("semantic_ids", codes)
+        data.memo["playlists"] = playlists(cfg, table, codes)
     return data.memo["playlists"]
 
 

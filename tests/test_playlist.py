@@ -92,3 +92,27 @@ def test_untrained_t5_with_the_trie_generates_only_existing_ids():
     constrained = [vocab.decode_ids(t) for t in generate(model, titles, IdTrie(ids, vocab), 3, 6, 2)]
     assert sum(map(len, constrained)) > 0
     assert all(g in {tuple(r) for r in ids} for row in constrained for g in row)
+
+
+def test_the_playlists_and_the_codes_read_are_in_the_data_fingerprint(tmp_path):
+    from heads import playlist
+    from heads.data import load
+    from lake.cli import parse_config
+
+    def fingerprint(run_id):
+        cfg = parse_config(playlist.Config, {"dataset": "toy", "semantic_ids": run_id})
+        data = load(cfg, playlist.inputs(cfg))
+        before = data.fingerprint
+        playlist.describe(cfg, data)
+        assert data.fingerprint != before  # describe read both tables and covered them
+        return data.fingerprint
+
+    playlist_lake(tmp_path)
+    ids_run = train("semantic_ids", dataset="toy", backbone="fake", codes="3,2").run_id
+    first = fingerprint(ids_run)
+    assert fingerprint(ids_run) == first
+    playlist_lake(tmp_path, n_playlists=91)
+    changed = fingerprint(ids_run)
+    assert changed != first
+    other_codes = train("semantic_ids", dataset="toy", backbone="fake", codes="3,3").run_id
+    assert fingerprint(other_codes) not in (first, changed)
