@@ -143,9 +143,12 @@ def codes_table(run_id: str) -> pa.Table:
                                  params={"r": run_id}).to_arrow_table()
 
 
-def load_codes(run_id: str) -> dict[str, tuple[int, ...]]:
-    table = codes_table(run_id)
+def codes_by_track(table: pa.Table) -> dict[str, tuple[int, ...]]:
     return {t: tuple(c) for t, c in zip(table.column("track_id").to_pylist(), table.column("codes").to_pylist())}
+
+
+def load_codes(run_id: str) -> dict[str, tuple[int, ...]]:
+    return codes_by_track(codes_table(run_id))
 
 
 def playlist_table(dataset: str) -> pa.Table:
@@ -163,7 +166,7 @@ def clusters_of(codes: dict[str, tuple[int, ...]]) -> dict[tuple[int, ...], list
 
 
 def playlists(cfg: Config, table: pa.Table, code_rows: pa.Table) -> Playlists:
-    codes = {t: tuple(c) for t, c in zip(code_rows.column("track_id").to_pylist(), code_rows.column("codes").to_pylist())}
+    codes = codes_by_track(code_rows)
     if not codes:
         raise SelectionError(f"semantic_ids={cfg.semantic_ids}: the run wrote no codes")
     rows = list(zip(*(table.column(c).to_pylist() for c in ("playlist_id", "title", "tracks"))))
