@@ -289,6 +289,7 @@ def evaluate(fitted: PlaylistModel, cfg: Config, p: Playlists, part: str, seed: 
     out["invalid_rate"] = (total - sum(len(v) for v in valid)) / total if total else 0.0
     out["diversity"] = float(np.mean([len(set(v)) / len(v) for v in valid if v])) if any(valid) else 0.0
     out["ids_per_playlist"] = total / max(len(rows), 1)
+    out["songs_per_list"] = float(np.mean([len(songs) for songs in lists])) if lists else 0.0  # of k wanted
     train_rows = np.flatnonzero(p.part == "train")
     popular = pm.popularity([p.songs[i] for i in train_rows], cfg.k)
     neighbours = pm.TitleNeighbours([p.titles[i] for i in train_rows], [p.songs[i] for i in train_rows])
