@@ -8,8 +8,8 @@ on what the levels before it left unexplained.
 Training reads one seeded sample of the rows, shared by the levels: `points_per_code` rows per
 centroid of the largest level (256, FAISS's own subsampling rule: 65,536 rows for 256 codes),
 at most `train_points`. More rows barely move the centroids and cost linearly (200k × 512, 3
-levels of 256: fitting on all 190k train rows instead of 65,536 took 2.6x the CPU time for a
-final error of 0.687 instead of 0.695). Encoding walks the matrix in `chunk` rows
+levels of 256: fitted on all 190k train rows, final error 0.687; on 65,536, 0.695, and the
+whole run took 19 CPU seconds instead of 49, the encoder's reused buffers included). Encoding walks the matrix in `chunk` rows
 through FAISS's flat L2 search (BLAS), so neither step makes a second copy of a big matrix. `over_cluster=F` (the seed's option) first clusters
 each level into F·k centroids, then merges them into k by a k-means over those centroids weighted
 by their sizes: fewer empty and tiny clusters than a direct k-means on skewed data.
