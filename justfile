@@ -59,7 +59,7 @@ demo *args:
     @{{python}} -m heads.playlist_demo dataset=demo
     @{{python}} -m heads head=semantic_ids dataset=demo backbone=musicnn-mtt codes=16,8 > /dev/null
     @{{python}} -m lake.sql file=queries/collisions.sql run_id=latest
-    @{{python}} -m heads head=playlist dataset=demo epochs=20
+    @{{python}} -m heads head=playlist dataset=demo epochs=8
     @{{python}} -m heads.playlist_generate run=latest dataset=demo "calm ambient for sleep" n=8
     @# seed 003: glossary terms spoken by espeak-ng in 11 voices; the test voices are never heard in training
     @echo "term retrieval on espeak-ng speech (held-out voices): test Recall@5 and the rejection rate of chunks without a term:"
