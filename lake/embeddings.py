@@ -73,7 +73,11 @@ def match_audio(ids: pa.Array, shas: pa.Array, audio: pa.Table) -> tuple[np.ndar
 
 
 def recorded_corpus(files: list[Path]) -> set[str]:
-    """The digests of the tables the parts' vectors were learned from (empty: made from audio)."""
+    """The digests of the tables the parts' vectors were learned from (empty: made from audio).
+    A name holds one kind of vectors, so the first part tells: an audio backbone's thousands of
+    parts cost one footer read here, not one each."""
+    if not files or CORPUS_KEY not in part_metadata(files[0]):
+        return set()
     return {part_metadata(f).get(CORPUS_KEY, "") for f in files} - {""}
 
 
