@@ -1,5 +1,8 @@
 """`just embed dataset=NAME backbone=NAME [layers=...] [max_seconds=...] ...`
 
+`backbone=item2vec` learns from the dataset's playlists instead of its audio, with its own keys
+(dim=, window=, min_count=, epochs=, ...; see embed/item2vec.py).
+
 Exit status: 0 when every clip has a vector or a recorded failure of its own audio; 1, with
 one line, when the job was refused or some clips could not be read (the next run retries
 them); 2 for a bad command line.
@@ -10,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from embed import engine
+from embed import engine, registry
 from embed.engine import EmbedConfig, EmbedRefused, EmbedResult
 from ingest.build import IngestFailed
 from ingest.source import SourceError
@@ -62,9 +65,31 @@ def unread_line(result: EmbedResult) -> str:
             "nothing is recorded for them, the next run retries them")
 
 
+def embed_table(pairs: dict[str, str], console: Console) -> int:
+    """A backbone that learns from a lake table instead of audio (item2vec: the playlists)."""
+    from embed import item2vec
+
+    cfg = parse_config(item2vec.Item2VecConfig, pairs)
+    try:
+        result = item2vec.run(cfg, console)
+    except EmbedRefused as err:
+        fail(str(err), code=1)
+    item2vec.summary(result, cfg, console)
+    return 0
+
+
+def reads_table(backbone: str) -> bool:
+    try:
+        return registry.entry(backbone).reads != "audio"
+    except ValueError:  # an unknown name: EmbedConfig says so, with the known ones
+        return False
+
+
 def main(argv: list[str]) -> int:
     pairs = key_values(argv)
     console = make_console(stderr=True)
+    if reads_table(pairs.get("backbone", "")):
+        return embed_table(pairs, console)
     try:
         cfg = parse_config(EmbedConfig, pairs)
         ensure_ingested(cfg.dataset, console)

@@ -71,6 +71,9 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         paths.check_name("dataset", self.dataset)
         self.backbone = registry.resolve(self.backbone)
+        if registry.entry(self.backbone).reads != "audio":  # python -m embed runs those through their module
+            raise ValueError(f"backbone={self.backbone} learns from the {registry.entry(self.backbone).reads} "
+                             "table, not from audio: it is not embedded clip by clip")
         self.name = paths.check_name("name", self.name or registry.default_name(self.backbone))
         # Written as `not (x > 0)`: NaN fails every comparison, so `x <= 0` would let it through.
         if not (isinstance(self.max_seconds, numbers.Real) and math.isfinite(self.max_seconds)

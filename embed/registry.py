@@ -25,6 +25,9 @@ class Entry:
     about: str = ""       # one line: what it is
     extra: str = ""       # the pip extra its module needs (pip install -e ".[extra]")
     prefix: bool = False  # also spelt `<name>:<hub id or local dir>`
+    # "audio": the engine embeds each clip of the shards. Anything else names the lake table the
+    # backbone learns from instead (its module's `run` trains it; `python -m embed` dispatches).
+    reads: str = "audio"
 
     @property
     def loads_checkpoint(self) -> bool:
@@ -64,6 +67,8 @@ BACKBONES: dict[str, Entry] = {
                          about="Qwen2-Audio-7B's audio tower (no language model), 16 kHz, 1280-d; projector 4096-d"),
     "qwen2-audio-instruct": Entry("embed.qwen2_audio", "Qwen/Qwen2-Audio-7B-Instruct",
                                   about="Qwen2-Audio-7B-Instruct's audio tower (no language model)"),
+    "item2vec": Entry("embed.item2vec", reads="playlists",
+                      about="word2vec over the dataset's playlists (gensim): song vectors from co-occurrence, no audio"),
 }
 
 

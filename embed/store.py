@@ -29,7 +29,7 @@ __all__ = ["FAILURES_KEY", "SETTINGS_KEY", "SHARD_KEY", "PartContents", "backbon
 
 def write_part(target: Path, dataset: str, backbone: str, dim: int, layers: LayerRows,
                shard: str, failures: list[dict[str, str]], settings_hash: str,
-               order: Sequence[str] = ()) -> Path:
+               order: Sequence[str] = (), corpus: str = "") -> Path:
     """Writes one part atomically; `layers` maps layer → (track ids, sha256s, [n, dim] matrix).
 
     When the shard already has a part (a run that retries clips it could not read before), the
@@ -40,7 +40,8 @@ def write_part(target: Path, dataset: str, backbone: str, dim: int, layers: Laye
         layers, failures = merged_with(target, dim, layers, failures, settings_hash)
     if order:
         layers = {layer: in_order(entry, order) for layer, entry in layers.items()}
-    return write_layers(layer_tables(dataset, backbone, dim, layers), target, shard, failures, settings_hash)
+    return write_layers(layer_tables(dataset, backbone, dim, layers), target, shard, failures, settings_hash,
+                        corpus)
 
 
 def merged_with(part: Path, dim: int, layers: LayerRows,
@@ -83,7 +84,8 @@ def drop_stale(part: Path, keep: set[tuple[str, str]]) -> None:
         part.unlink()
         return
     contents = part_contents(part)
-    write_layers(by_layer(table.filter(pa.array(mask))), part, contents.shard, contents.failures, contents.settings)
+    write_layers(by_layer(table.filter(pa.array(mask))), part, contents.shard, contents.failures, contents.settings,
+                 contents.corpus)
 
 
 # ---- the backbones table: one row per stored backbone name -------------------------------

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from heads.protocol import Inputs
 from lake import catalog, paths, queries, splits, storage
-from lake.embeddings import choose_layer, parts, stored_layers
+from lake.embeddings import choose_layer, learned_from, parts, stored_layers
 from lake.embeddings import load as load_embeddings
 from lake.errors import one_line
 
@@ -295,9 +295,15 @@ def _aligned(dataset: str, backbone: str, layer: str, track_ids: np.ndarray) -> 
     found[found] = ordered[pos[found]] == track_ids[found]
     if not found.all():
         missing = track_ids[~found]
-        raise SelectionError(
-            f"backbone={backbone} (layer {layer}) has no vectors for {len(missing)} of {len(track_ids)} selected "
-            f"tracks (e.g. {', '.join(missing[:3])}): run just embed dataset={dataset} backbone={backbone}")
+        lacking = (f"backbone={backbone} (layer {layer}) has no vectors for {len(missing)} of {len(track_ids)} "
+                   f"selected tracks (e.g. {', '.join(missing[:3])})")
+        table = learned_from(dataset, backbone)
+        if table:  # embedding again cannot help: those tracks are not (often enough) in the table
+            raise SelectionError(
+                f"{lacking}: its vectors are learned from the {table}, and these tracks are in none of them or "
+                f"in fewer than its min_count; select the tracks it covers, e.g. where=\"track_id IN (SELECT "
+                f"track_id FROM embeddings WHERE backbone = '{backbone}')\"")
+        raise SelectionError(f"{lacking}: run just embed dataset={dataset} backbone={backbone}")
     rows = order[pos]
     if len(rows) == len(emb.matrix) and np.array_equal(rows, np.arange(len(rows))):
         return emb.matrix  # already in track_ids order: no second copy of a big matrix

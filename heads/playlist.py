@@ -10,11 +10,15 @@ the targets and counted; playlists left with fewer than `min_songs` coded songs 
 Playlists are split by a hash of their id (`val=`, `test=` fractions), not by the tracks'
 split: the songs are the vocabulary, the playlists are the examples.
 
-Model (heads/playlist_model.py): a small T5 trained from scratch on title → the playlist's
-ID tokens (L per song, in order, duplicates kept), with a BPE tokenizer trained on the
-training titles; beam search constrained by a trie of existing IDs (`constrained=false` to
-measure the invalid-ID rate without it). Recommendation: each generated ID expanded to its
-cluster's songs and one song sampled per ID (seeded), up to `k`.
+Model (heads/playlist_model.py): a T5 trained on title → the playlist's ID tokens (L per
+song, in order, duplicates kept): a pretrained one fine-tuned (`model=` a hub id or local
+dir, its tokenizer with the ID tokens added), or by default a small one from scratch with a BPE
+tokenizer trained on the training titles. Beam search constrained by a trie of existing IDs
+(`constrained=false` to measure the invalid-ID rate without it); the trie also lets an ID
+recur at most as many times as its cluster has songs (`cap_repeats=false` lifts that): a
+repeat still weighs a cluster, as the seed intends, but never asks for a song that is not
+there. Recommendation: each generated ID expanded to its cluster's songs and one song
+sampled per ID (seeded, never one already picked), up to `k`.
 
 Metrics on val/test (heads/playlist_metrics.py): set precision/recall/F1 of the expanded
 clusters (the seed's metric), Recall@k/NDCG@k of the sampled list, the invalid-ID rate
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from heads import playlist_metrics as pm
@@ -61,8 +66,9 @@ class Config(Selection):
     min_songs: int = 2               # coded songs a playlist needs
     max_ids: int = 20                # IDs per target sequence (the seed: 384 tokens)
     max_title: int = 32              # title tokens
-    vocab: int = 2000                # BPE merges on the titles
-    d_model: int = 64
+    model: str = ""                  # a pretrained T5 (hub id or local dir) to fine-tune; "": a small one from scratch
+    vocab: int = 2000                # from scratch: BPE merges on the titles
+    d_model: int = 64                # from scratch: the T5's size
     layers: int = 2
     heads: int = 4
     epochs: int = 40
@@ -71,6 +77,7 @@ class Config(Selection):
     beams: int = 4
     k: int = 20                      # songs per recommended list (Recall@k, NDCG@k)
     constrained: bool = True         # trie-constrained decoding
+    cap_repeats: bool = True         # with the trie: an ID at most as often as its cluster has songs
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, str):
@@ -90,7 +97,8 @@ class Config(Selection):
 
     @property
     def variant(self) -> str:
-        return f"ids={self.semantic_ids}" + ("" if self.constrained else " unconstrained")
+        return (f"ids={self.semantic_ids}" + (f" model={self.model}" if self.model else "")
+                + ("" if self.constrained else " unconstrained") + ("" if self.cap_repeats else " repeats"))
 
 
 def semantic_ids_run(dataset: str, run: str) -> tuple[str, list[str]]:
@@ -129,9 +137,25 @@ def _hash_part(playlist_id: str, val: float, test: float) -> str:
     return "test" if u < test else "val" if u < test + val else "train"
 
 
+def codes_table(run_id: str) -> pa.Table:
+    """(track_id, codes) the semantic_ids run wrote, by track id."""
+    return catalog.connect().sql("SELECT track_id, codes FROM semantic_ids WHERE run_id = $r ORDER BY track_id",
+                                 params={"r": run_id}).to_arrow_table()
+
+
+def codes_by_track(table: pa.Table) -> dict[str, tuple[int, ...]]:
+    return {t: tuple(c) for t, c in zip(table.column("track_id").to_pylist(), table.column("codes").to_pylist())}
+
+
 def load_codes(run_id: str) -> dict[str, tuple[int, ...]]:
-    rows = catalog.connect().execute("SELECT track_id, codes FROM semantic_ids WHERE run_id = $r", {"r": run_id}).fetchall()
-    return {t: tuple(c) for t, c in rows}
+    return codes_by_track(codes_table(run_id))
+
+
+def playlist_table(dataset: str) -> pa.Table:
+    """(playlist_id, title, tracks in playlist order), by playlist id."""
+    return catalog.connect().sql(
+        "SELECT playlist_id, min(title) AS title, list(track_id ORDER BY position, track_id) AS tracks FROM playlists "
+        "WHERE dataset = $d GROUP BY playlist_id ORDER BY playlist_id", params={"d": dataset}).to_arrow_table()
 
 
 def clusters_of(codes: dict[str, tuple[int, ...]]) -> dict[tuple[int, ...], list[str]]:
@@ -141,13 +165,11 @@ def clusters_of(codes: dict[str, tuple[int, ...]]) -> dict[tuple[int, ...], list
     return dict(out)
 
 
-def playlists(cfg: Config) -> Playlists:
-    codes = load_codes(cfg.semantic_ids)
+def playlists(cfg: Config, table: pa.Table, code_rows: pa.Table) -> Playlists:
+    codes = codes_by_track(code_rows)
     if not codes:
         raise SelectionError(f"semantic_ids={cfg.semantic_ids}: the run wrote no codes")
-    rows = catalog.connect().execute(
-        "SELECT playlist_id, any_value(title), list(track_id ORDER BY position) FROM playlists "
-        "WHERE dataset = $d GROUP BY playlist_id ORDER BY playlist_id", {"d": cfg.dataset}).fetchall()
+    rows = list(zip(*(table.column(c).to_pylist() for c in ("playlist_id", "title", "tracks"))))
     if not rows:
         raise SelectionError(f"dataset={cfg.dataset} has no playlists: just ingest dataset={cfg.dataset} "
                              "source=playlists path=DIR")
@@ -178,8 +200,12 @@ def inputs(cfg: Config) -> Inputs:
 
 
 def _data(cfg: Config, data: Data) -> Playlists:
+    """The examples, read once per run; both tables they come from go into the run's fingerprint."""
     if "playlists" not in data.memo:
-        data.memo["playlists"] = playlists(cfg)
+        table, codes = playlist_table(cfg.dataset), codes_table(cfg.semantic_ids)
+        data.cover("playlists", table)
+        data.cover("semantic_ids", codes)
+        data.memo["playlists"] = playlists(cfg, table, codes)
     return data.memo["playlists"]
 
 
@@ -199,11 +225,22 @@ class PlaylistModel:
     def __init__(self, cfg: Config, seed: int, sizes: tuple[int, ...]):
         self.cfg, self.seed, self.sizes = cfg, seed, sizes
 
-    def fit(self, titles: list[str], codes: list[np.ndarray], all_ids: np.ndarray) -> "PlaylistModel":
+    def fit(self, titles: list[str], codes: list[np.ndarray], all_ids: np.ndarray,
+            songs: np.ndarray) -> "PlaylistModel":
+        """`all_ids` the existing IDs, `songs` how many songs each has."""
         torch.set_num_threads(1)  # small steps: a second thread only adds contention (as the scorer does)
-        self.vocab_ = model_lib.Vocabulary(model_lib.train_tokenizer(titles, self.sizes, self.cfg.vocab), self.sizes)
-        self.trie_ = model_lib.IdTrie(all_ids, self.vocab_)
-        self.model_ = model_lib.small_t5(self.vocab_.size, self.cfg.d_model, self.cfg.layers, self.cfg.heads, self.seed)
+        if self.cfg.model:
+            try:
+                self.model_, tokenizer = model_lib.pretrained_t5(self.cfg.model, self.sizes)
+            except ValueError as err:
+                raise SelectionError(str(err)) from None
+        else:
+            tokenizer = model_lib.train_tokenizer(titles, self.sizes, self.cfg.vocab)
+        self.vocab_ = model_lib.Vocabulary(tokenizer, self.sizes)
+        self.trie_ = model_lib.IdTrie(all_ids, self.vocab_, songs if self.cfg.cap_repeats else None)
+        if not self.cfg.model:
+            self.model_ = model_lib.small_t5(self.vocab_.size, self.cfg.d_model, self.cfg.layers, self.cfg.heads,
+                                             self.seed)
         x = self.vocab_.encode_titles(titles, self.cfg.max_title)
         y = [self.vocab_.target(c, self.cfg.max_ids) for c in codes]
         self.losses_ = model_lib.fit(self.model_, x, y, self.cfg.epochs, self.cfg.batch, self.cfg.lr, self.seed)
@@ -252,6 +289,7 @@ def evaluate(fitted: PlaylistModel, cfg: Config, p: Playlists, part: str, seed: 
     out["invalid_rate"] = (total - sum(len(v) for v in valid)) / total if total else 0.0
     out["diversity"] = float(np.mean([len(set(v)) / len(v) for v in valid if v])) if any(valid) else 0.0
     out["ids_per_playlist"] = total / max(len(rows), 1)
+    out["songs_per_list"] = float(np.mean([len(songs) for songs in lists])) if lists else 0.0  # of k wanted
     train_rows = np.flatnonzero(p.part == "train")
     popular = pm.popularity([p.songs[i] for i in train_rows], cfg.k)
     neighbours = pm.TitleNeighbours([p.titles[i] for i in train_rows], [p.songs[i] for i in train_rows])
@@ -266,7 +304,9 @@ def evaluate(fitted: PlaylistModel, cfg: Config, p: Playlists, part: str, seed: 
 def train(cfg: Config, data: Data, seed: int) -> Trained:
     p = _data(cfg, data)
     train_rows = np.flatnonzero(p.part == "train")
-    fitted = build(cfg, seed, data).fit([p.titles[i] for i in train_rows], [p.codes[i] for i in train_rows], p.all_ids)
+    songs = np.array([len(p.clusters[tuple(row)]) for row in p.all_ids.tolist()])
+    fitted = build(cfg, seed, data).fit([p.titles[i] for i in train_rows], [p.codes[i] for i in train_rows],
+                                        p.all_ids, songs)
     out: dict[str, Any] = {"layer": data.layers[0], "final_loss": fitted.losses_[-1]}
     for part in ("val", "test"):
         if np.any(p.part == part):

@@ -77,7 +77,9 @@ def recommend(cfg: GenerateConfig, title: str) -> tuple[list[tuple[str, tuple[in
     vocab = model_lib.Vocabulary(Tokenizer.from_str(checkpoint["tokenizer"]), sizes)
     codes = load_codes(checkpoint["semantic_ids"])
     clusters = clusters_of(codes)
-    trie = model_lib.IdTrie(np.array(sorted(clusters)), vocab)
+    existing = sorted(clusters)
+    songs = np.array([len(clusters[i]) for i in existing]) if run_cfg.get("cap_repeats") else None
+    trie = model_lib.IdTrie(np.array(existing), vocab, songs)
     tokens = model_lib.generate(model, vocab.encode_titles([title], run_cfg["max_title"]), trie,
                                 cfg.beams or run_cfg["beams"], max(run_cfg["max_ids"], cfg.n), vocab.levels)[0]
     ids = [g for g in vocab.decode_ids(tokens) if g is not None]

@@ -51,7 +51,8 @@ class Config(Selection):
     levels: int = 0                  # with a single codes=K: K at each of this many levels
     over_cluster: float = 1.0        # >1: cluster into over_cluster·k first, then merge (seed 004)
     niter: int = 20                  # k-means iterations per level
-    train_points: int = 262144       # rows sampled to fit each level (0: every train row)
+    train_points: int = 262144       # at most this many train rows sampled to fit the levels (0: every one)
+    points_per_code: int = 256       # k-means: and at most this many per code of the largest level (FAISS's rule)
     dedup: bool = False              # add a last digit that makes every ID unique (TIGER)
     threads: int = 1                 # FAISS threads (OpenMP spins: on a shared machine 1 is fastest)
     method: Literal["kmeans", "rqvae"] = "kmeans"  # rqvae: heads/rq_vae.py (errors measured in its latent)
@@ -74,8 +75,10 @@ class Config(Selection):
         self.codes = ",".join(map(str, sizes))
         if self.over_cluster < 1.0:
             raise ValueError(f"over_cluster={self.over_cluster}: 1 (off) or more")
-        if min(self.niter, self.threads, self.latent, self.hidden, self.epochs) < 1 or self.train_points < 0:
-            raise ValueError("niter, threads, latent, hidden and epochs must be at least 1, train_points at least 0")
+        too_small = min(self.niter, self.threads, self.latent, self.hidden, self.epochs) < 1
+        if too_small or min(self.train_points, self.points_per_code) < 0:
+            raise ValueError("niter, threads, latent, hidden and epochs must be at least 1, train_points and "
+                             "points_per_code at least 0")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -106,7 +109,7 @@ def build(cfg: Config, seed: int, data: Data) -> RQKMeans | RQVAE:
         return RQVAE(codes=cfg.sizes, seed=seed, hidden=cfg.hidden, latent=cfg.latent, epochs=cfg.epochs,
                      train_points=cfg.train_points)
     return RQKMeans(codes=cfg.sizes, seed=seed, niter=cfg.niter, over_cluster=cfg.over_cluster,
-                    train_points=cfg.train_points, threads=cfg.threads)
+                    train_points=cfg.train_points, points_per_code=cfg.points_per_code, threads=cfg.threads)
 
 
 def part_metrics(codes: np.ndarray, stats: LevelStats) -> dict[str, Any]:
@@ -133,7 +136,9 @@ def _writer(cfg: Config, data: Data, codes: np.ndarray, seed: int):  # noqa: ANN
             "backbone": pa.array([",".join(cfg.backbone)] * len(codes), pa.string()),
             "run_id": pa.array([run_id] * len(codes), pa.string()),
             "track_id": pa.array(data.track_ids, pa.string()),
-            "codes": pa.array(list(codes), pa.list_(pa.int32())),
+            # from the flat matrix: a list of a million small arrays costs seconds to convert
+            "codes": pa.ListArray.from_arrays(pa.array(np.arange(0, codes.size + 1, codes.shape[1], dtype=np.int32)),
+                                              pa.array(np.ascontiguousarray(codes, np.int32).reshape(-1))),
         }, schema=SEMANTIC_IDS)
         pq.write_table(table, path, compression="zstd")
         if seed == cfg.seed:  # the run's first seed is the run's codes in the lake table

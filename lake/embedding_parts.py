@@ -27,6 +27,9 @@ from lake.vectors import row_groups_where, write_vector_parquet
 SHARD_KEY = "audiolake.embed.shard"
 FAILURES_KEY = "audiolake.embed.failures"
 SETTINGS_KEY = "audiolake.embed.settings"
+# Vectors learned from a table rather than from each clip's audio (item2vec: the playlists)
+# carry that table's digest (lake.corpus), so a reader can tell when it has changed since.
+CORPUS_KEY = "audiolake.embed.corpus"
 
 # layer → (track ids, sha256s, [n, dim] float32 matrix), the rows of one layer of one part
 LayerRows = dict[str, tuple[Sequence[str], Sequence[str], np.ndarray]]
@@ -64,9 +67,11 @@ def layer_tables(dataset: str, backbone: str, dim: int, layers: LayerRows) -> li
 
 
 def write_layers(tables: list[pa.Table], target: Path, shard: str, failures: list[dict[str, str]],
-                 settings_hash: str) -> Path:
+                 settings_hash: str, corpus: str = "") -> Path:
     """Atomically writes a part from its per-layer tables and what its metadata records."""
     metadata = {SHARD_KEY: shard, FAILURES_KEY: json.dumps(failures), SETTINGS_KEY: settings_hash}
+    if corpus:
+        metadata[CORPUS_KEY] = corpus
     return write_vector_parquet(tables, target, metadata)
 
 
@@ -81,6 +86,7 @@ class PartContents(NamedTuple):
     failures: list[dict[str, str]]     # clips of the shard recorded as failed
     shard: str
     settings: str                      # hash of the settings the vectors were made with
+    corpus: str = ""                   # digest of the table they were learned from ("" for audio)
 
 
 def part_metadata(part: Path) -> dict[str, str]:
@@ -93,7 +99,7 @@ def part_contents(part: Path) -> PartContents:
     keys = pq.read_table(part, columns=["track_id", "sha256"])
     pairs = set(zip(keys.column("track_id").to_pylist(), keys.column("sha256").to_pylist()))
     return PartContents(pairs, json.loads(meta.get(FAILURES_KEY, "[]")), meta.get(SHARD_KEY, ""),
-                        meta.get(SETTINGS_KEY, ""))
+                        meta.get(SETTINGS_KEY, ""), meta.get(CORPUS_KEY, ""))
 
 
 def stored_layers(files: list[Path]) -> list[str]:

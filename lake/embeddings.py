@@ -12,7 +12,9 @@ label column is joined in DuckDB, so no per-row Python runs and nothing is copie
 Every row is matched on (track_id, sha256) against the dataset's tracks, in Arrow: a vector
 made from audio that has since changed is refused (`StaleVectors`, naming the `just embed` that
 fixes it; `stale="skip"` leaves such rows out instead), and vectors of tracks no longer in the
-dataset are left out. Where either side has no sha256 only the id is matched.
+dataset are left out. Where either side has no sha256 only the id is matched. Vectors learned
+from a table instead of audio (item2vec: the playlists) are stale when that table has changed
+since (lake.corpus): refused, or with `stale="skip"` all left out.
 """
 from __future__ import annotations
 
@@ -25,13 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lake import catalog
-from lake.embedding_parts import layer_row_groups, list_parts, stored_layers
+from lake import catalog, corpus
+from lake.embedding_parts import CORPUS_KEY, layer_row_groups, list_parts, part_metadata, stored_layers
 from lake.errors import one_line
 from lake.parts import table_parts
 from lake.vectors import read_matrix
 
-__all__ = ["Embeddings", "StaleVectors", "choose_layer", "load", "parts", "stored_layers"]
+__all__ = ["Embeddings", "StaleVectors", "choose_layer", "learned_from", "load", "parts", "stored_layers"]
 
 
 class StaleVectors(ValueError):
@@ -70,6 +72,31 @@ def match_audio(ids: pa.Array, shas: pa.Array, audio: pa.Table) -> tuple[np.ndar
             stale.to_numpy(zero_copy_only=False))
 
 
+def recorded_corpus(files: list[Path]) -> set[str]:
+    """The digests of the tables the parts' vectors were learned from (empty: made from audio).
+    A name holds one kind of vectors, so the first part tells: an audio backbone's thousands of
+    parts cost one footer read here, not one each."""
+    if not files or CORPUS_KEY not in part_metadata(files[0]):
+        return set()
+    return {part_metadata(f).get(CORPUS_KEY, "") for f in files} - {""}
+
+
+def learned_from(dataset: str, backbone: str) -> str:
+    """The table a backbone's vectors were learned from (e.g. "playlists"), "" for audio."""
+    recorded = recorded_corpus(parts(dataset, backbone))
+    return next(iter(recorded)).partition(":")[0] if recorded else ""
+
+
+def corpus_changed(dataset: str, files: list[Path]) -> str:
+    """The table (e.g. "playlists") the parts' vectors were learned from when it has changed
+    since; "" when it has not, or when they were made from audio."""
+    recorded = recorded_corpus(files)
+    if not recorded:
+        return ""
+    now = corpus.current_digest(dataset)
+    return "" if recorded == {now} else next(iter(recorded)).partition(":")[0]
+
+
 def choose_layer(layer: str | None, available: list[str], where: str) -> str:
     if layer is None:
         if len(available) == 1:
@@ -97,6 +124,12 @@ def load(dataset: str, backbone: str, layer: str | None = None, label: str | Non
     ] or [keys.empty_table()])
     ids, shas = stored.column("track_id").combine_chunks(), stored.column("sha256").combine_chunks()
     current, changed = match_audio(ids, shas, current_audio(dataset))
+    learned_from = corpus_changed(dataset, files)
+    if learned_from:
+        if stale == "refuse":
+            raise StaleVectors(f"the vectors of {backbone} were learned from the {learned_from} of {dataset}, "
+                               f"which have changed since: run {fix}")
+        current = np.zeros_like(current)
     if changed.any() and stale == "refuse":
         example = ids.filter(pa.array(changed))[0].as_py()
         raise StaleVectors(f"{int(changed.sum())} vectors of {backbone} were made from audio that has since "

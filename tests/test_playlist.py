@@ -92,3 +92,78 @@ def test_untrained_t5_with_the_trie_generates_only_existing_ids():
     constrained = [vocab.decode_ids(t) for t in generate(model, titles, IdTrie(ids, vocab), 3, 6, 2)]
     assert sum(map(len, constrained)) > 0
     assert all(g in {tuple(r) for r in ids} for row in constrained for g in row)
+
+
+def test_the_playlists_and_the_codes_read_are_in_the_data_fingerprint(tmp_path):
+    from heads import playlist
+    from heads.data import load
+    from lake.cli import parse_config
+
+    def fingerprint(run_id):
+        cfg = parse_config(playlist.Config, {"dataset": "toy", "semantic_ids": run_id})
+        data = load(cfg, playlist.inputs(cfg))
+        before = data.fingerprint
+        playlist.describe(cfg, data)
+        assert data.fingerprint != before  # describe read both tables and covered them
+        return data.fingerprint
+
+    playlist_lake(tmp_path)
+    ids_run = train("semantic_ids", dataset="toy", backbone="fake", codes="3,2").run_id
+    first = fingerprint(ids_run)
+    assert fingerprint(ids_run) == first
+    playlist_lake(tmp_path, n_playlists=91)
+    changed = fingerprint(ids_run)
+    assert changed != first
+    other_codes = train("semantic_ids", dataset="toy", backbone="fake", codes="3,3").run_id
+    assert fingerprint(other_codes) not in (first, changed)
+
+
+def test_the_trie_lets_an_id_recur_only_as_often_as_its_cluster_has_songs():
+    ids, songs = np.array([[0, 1], [0, 2], [1, 0]]), np.array([2, 1, 1])
+    vocab = Vocabulary(train_tokenizer(["x"], (2, 3), 10), (2, 3))
+    lookup, eos = vocab.code_ids(), vocab.eos()
+
+    def spell(*pairs):
+        return [int(lookup[level][code]) for pair in pairs for level, code in enumerate(pair)]
+
+    trie = IdTrie(ids, vocab, songs)
+    assert set(trie.allowed([])) == {lookup[0][0], lookup[0][1], eos}
+    assert set(trie.allowed(spell((1, 0)))) == {lookup[0][0], eos}          # (1, 0) has one song, used
+    assert set(trie.allowed(spell((1, 0), (0, 2)) + [lookup[0][0]])) == {lookup[1][1]}
+    assert set(trie.allowed(spell((1, 0), (0, 2), (0, 1)) + [lookup[0][0]])) == {lookup[1][1]}  # two songs
+    assert trie.allowed(spell((1, 0), (0, 2), (0, 1), (0, 1))) == [eos]      # every song asked for
+    free = IdTrie(ids, vocab)
+    assert set(free.allowed(spell((1, 0), (0, 2), (0, 1), (0, 1)))) == {lookup[0][0], lookup[0][1], eos}
+
+
+def test_a_pretrained_t5_from_a_local_dir_is_fine_tuned_with_the_id_tokens(tmp_path):
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    words = sorted({w for titles in THEMES.values() for title in titles for w in title.split()})
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder = tmp_path / "tiny-t5"
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(T5Config(vocab_size=len(vocab), d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                                        num_heads=2, pad_token_id=0, eos_token_id=1,
+                                        decoder_start_token_id=0)).save_pretrained(folder)
+    playlist_lake(tmp_path)
+    ids_run = train("semantic_ids", dataset="toy", backbone="fake", codes="3,2")
+    run = train("playlist", dataset="toy", semantic_ids=ids_run.run_id, model=str(folder), epochs=30,
+                max_ids=4, beams=2, k=5, val=0.2, test=0.2)
+    val = run.metrics["val"]
+    assert val["invalid_rate"] == 0.0 and val["recall"] > 0.3, val
+    checkpoint = torch.load(run.folder / "model.pt", weights_only=True)
+    assert json.loads(checkpoint["t5_config"])["vocab_size"] == len(vocab) + 3 + 2  # one token per (level, code)
+    assert Tokenizer.from_str(checkpoint["tokenizer"]).token_to_id("<c1_1>") == len(vocab) + 4
+
+    from heads.playlist_generate import GenerateConfig, recommend
+    rows, about = recommend(GenerateConfig(run=run.run_id, n=4), "quiet piano")
+    assert about["ids"] > 0 and rows
+    with pytest.raises(Exception, match="model=.*nowhere.*cannot load a T5"):
+        train("playlist", dataset="toy", semantic_ids=ids_run.run_id, model=str(tmp_path / "nowhere"), epochs=1)

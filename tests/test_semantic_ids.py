@@ -37,12 +37,25 @@ def test_assignment_matches_numpy_argmin():
     assert np.array_equal(assign(points, centroids), expected)
 
 
+def test_fit_samples_256_rows_per_code_and_encoding_any_row_order_agrees():
+    assert RQKMeans(codes=(256, 256, 256)).sample_size() == 65536            # FAISS's own rule
+    assert RQKMeans(codes=(256, 256), over_cluster=4).sample_size() == 262144  # capped by train_points
+    assert RQKMeans(codes=(8,), points_per_code=0, train_points=0).sample_size() == 0  # every row
+    X, _ = clusters(3000, 8, 5, separation=2.0)
+    rq = RQKMeans(codes=(8, 4), seed=0, chunk=700).fit(X)
+    order = np.random.default_rng(1).permutation(len(X))
+    whole, shuffled, tail = rq.encode(X), rq.encode(X, rows=order), rq.encode(X, rows=np.arange(1000, 3000))
+    assert np.array_equal(whole[order], shuffled) and np.array_equal(whole[1000:], tail)
+
+
 def test_collision_stats_match_a_hand_count():
     codes = np.array([[1, 2], [1, 2], [1, 2], [0, 5], [0, 5], [3, 3]])
     assert collisions(codes) == {"songs": 6, "ids": 3, "shared_ids": 2, "songs_in_shared": 5, "largest": 3}
     digit = dedup_digit(codes)
     assert digit.tolist() == [0, 1, 2, 0, 1, 0]
     assert collisions(np.c_[codes, digit])["shared_ids"] == 0
+    wide = np.array([[2**40, 7], [2**40, 7], [5, 2**40]])  # packed keys would overflow: rows compared instead
+    assert collisions(wide)["shared_ids"] == 1 and dedup_digit(wide).tolist() == [0, 1, 0]
 
 
 def test_head_writes_the_table_and_collisions_sql_agrees():
