@@ -209,3 +209,47 @@ def test_lightfm_like_hybrid_beats_pure_id_mf_on_a_cold_start_slice():
         "hybrid": dcas_baselines.hybrid_mf(train_m, X, 8, 100, 0)}.items()}
     assert recall["hybrid"] > 0.5                   # content makes the cold tracks of the user's genre
     assert recall["hybrid"] > recall["bpr_mf"] + 0.3  # id-MF has nothing for a never-played track
+
+
+def test_gaussian_total_correlation_is_zero_for_independent_factors_and_matches_the_closed_form():
+    from heads.dcas_model import gaussian_total_correlation
+
+    rng = np.random.default_rng(0)
+    independent = torch.from_numpy(rng.standard_normal((4000, 3)) * [1.0, 3.0, 0.2])
+    assert abs(float(gaussian_total_correlation([independent[:, :1], independent[:, 1:2], independent[:, 2:]],
+                                                ridge=0.0))) < 0.01
+    values = []
+    for rho in (0.3, 0.6, 0.9):
+        sigma = np.array([[1.0, rho, 0.0], [rho, 1.0, rho / 3], [0.0, rho / 3, 1.0]])
+        sample = rng.multivariate_normal(np.zeros(3), sigma, size=4000)
+        cov = np.cov(sample.T)
+        closed = 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])   # by hand, per column
+        columns = torch.from_numpy(sample)
+        tc = float(gaussian_total_correlation([columns[:, :1], columns[:, 1:2], columns[:, 2:]], ridge=0.0))
+        assert tc == pytest.approx(closed, rel=1e-6)
+        values.append(tc)
+    assert values[0] > 0.03 and values[0] < values[1] < values[2]
+    # between groups: only dependence across blocks counts, not inside one
+    inside = rng.multivariate_normal(np.zeros(2), [[1.0, 0.9], [0.9, 1.0]], size=4000)
+    blocks = torch.from_numpy(np.concatenate([inside, rng.standard_normal((4000, 1))], 1))
+    assert abs(float(gaussian_total_correlation([blocks[:, :2], blocks[:, 2:]], ridge=0.0))) < 0.01
+
+
+def test_source_adversary_drives_the_za_source_probe_toward_chance_and_its_ablation_does_not():
+    rng = np.random.default_rng(0)
+    n = 240
+    source = np.arange(n) % 2                           # which collection a track came from
+    X = np.concatenate([3 * rng.standard_normal((2, 6))[source], rng.standard_normal((n, 6))], 1)
+    X = X + 0.5 * rng.standard_normal(X.shape)
+    fit = np.arange(n) % 5 < 3
+    no_culture = np.full(n, -1)                          # the culture adversary idle: the source one alone acts
+    empty = np.zeros(0, dtype=np.int64)
+    probes = {}
+    for ablate in (("disentangle",), ("disentangle", "adv")):
+        model = DCAS(["a", "b"], [], hidden=32, z=4, epochs=100, batch=64, ablate=frozenset(ablate), seed=0,
+                     sources=["s1", "s2"]).fit(X, no_culture, None, empty, empty, np.where(fit, source, -1))
+        probes[ablate] = dcas_eval.leakage_probe(model.factors(X)["za"], source, fit, ~fit, 0)
+    assert dcas_eval.leakage_probe(X, source, fit, ~fit, 0) > 0.9
+    alone, without = probes[("disentangle",)], probes[("disentangle", "adv")]
+    assert alone < 0.7                                  # chance is 1/2
+    assert without > alone + 0.2
