@@ -253,3 +253,23 @@ def test_source_adversary_drives_the_za_source_probe_toward_chance_and_its_ablat
     alone, without = probes[("disentangle",)], probes[("disentangle", "adv")]
     assert alone < 0.7                                  # chance is 1/2
     assert without > alone + 0.2
+
+
+def test_a_remade_interaction_split_changes_the_data_fingerprint():
+    from heads import dcas
+    from heads.data import load
+    from lake import interactions
+
+    dcas_lake(n=90, users_per_culture=3, tracks_per_user=10)
+
+    def fingerprint() -> str:
+        cfg = dcas.Config(dataset="rec", backbone="fake", interaction_split="last")
+        data = load(cfg, dcas.inputs(cfg))
+        dcas.prepare(cfg, data)
+        return data.fingerprint
+
+    first = fingerprint()
+    assert fingerprint() == first
+    # same interactions, same split name, other held-out pairs: the numbers would differ, so must the hash
+    assert interactions.main(["dataset=rec", "split=last", "method=fraction", "fraction=0.4"]) == 0
+    assert fingerprint() != first
