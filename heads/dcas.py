@@ -3,17 +3,25 @@
     just interactions dataset=demo                       # weak interactions (or import= real logs)
     just interactions dataset=demo split=last            # held-out pairs, stored (leave-last-out by ts)
     just train head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last
-    just train head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last ablate=adv
+    just train head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last ablate=adv,ot,disentangle
+    just train head=dcas dataset=D backbone=B source=collection    # second adversary: the data source
 
 Model (heads/dcas_model.py): three Gaussian factors zc/zs/za with a decoder (MSE + β·KL), culture
-classifier on zs, culture adversary on za by gradient reversal with Ganin's λ ramp, InfoNCE on zc,
-decorrelation (cross-covariance + HSIC), affect classifier on za (`affect=` column), co-listening
-ranking loss on za after `rank_start`. Only train-split tracks' culture labels are used in
-training, so the leakage probe on val/test tracks is honest.
+classifier on zs, culture adversary on za by gradient reversal with Ganin's λ ramp (and a second
+one against the data source when `source=COL` names a tracks column), InfoNCE on zc, decorrelation
+(cross-covariance + HSIC + Gaussian total correlation), affect classifier on za (`affect=`
+column), co-listening ranking loss on za after `rank_start`. Only train-split tracks' culture
+(and source) labels are used in training, so the leakage probes on val/test tracks are honest.
+
+Ablations are rows of the same run: `ablate=adv,ot,disentangle` trains (adv, disentangle) or
+rescores (ot) one more model per listed part with that part off, named dcas-no_adv etc., ranked
+on the same held-out pairs, in the same methods table as the baselines, each with its own za probes.
 
 Recommendation (heads/dcas_ot.py): each user's train history, interaction weights as mass, is
 transported by entropic OT (POT, batched log-domain Sinkhorn) onto every culture's tracks in za;
-a track's score is minus its transport-conditioned cost. `ablate=ot` scores by the kNN variant.
+a track's score is log p(its culture | the history's soft culture distribution in zs) plus the log
+of a softmax, inside its culture, of minus its transport-conditioned cost (za is culture-invariant
+by design, so which culture a user wants must come from zs). The dcas-no_ot row uses the kNN cost.
 
 Evaluation (heads/recommend_metrics.py, heads/dcas_eval.py): full ranking of every track for every
 user with held-out pairs (train tracks excluded): Recall/NDCG/hit@10,20,50 and MRR, per user
@@ -21,8 +29,8 @@ culture (the culture of most of the user's train plays) and per item culture, th
 slice (held-out tracks outside the user's dominant culture), coverage@20, minority exposure@20;
 DCAS list metrics per (user, target culture); culture-leakage probe on za vs the raw vectors;
 Wasserstein between cultures in za before vs after training. Baselines in the same table:
-popularity, content cosine, item-kNN, BPR-MF (heads/dcas_baselines.py); each with a bootstrap 95%
-CI over users and a paired sign-flip test against DCAS.
+popularity, content cosine, item-kNN, BPR-MF, LightFM-like hybrid MF (heads/dcas_baselines.py); each
+with a bootstrap 95% CI over users and a paired sign-flip test against DCAS (`just compare head=dcas`).
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ style `zs`, affect / listening intent `za` — and decoded from all three (MSE +
 - culture classifier on `zs` (so culture centroids in `zs` mean something);
 - culture adversary on `za` through heads.ranking.reverse_gradient, scaled by adv_weight ·
   Ganin's λ(p): its loss is ADDED, so the adversary learns culture while the encoder unlearns it;
+  a second one against the data source (the head's `source=` column) when given, the same way;
 - InfoNCE on `zc` between a track and a noise-augmented copy (content survives small noise);
 - decorrelation between the factors: squared off-diagonal cross-covariance and a (linear-time
   per batch) RBF HSIC for each factor pair, and the Gaussian total correlation of (zc, zs, za);
@@ -15,8 +16,8 @@ style `zs`, affect / listening intent `za` — and decoded from all three (MSE +
   carries listening intent and not only reconstruction.
 
 Regularisers warm up linearly over `warmup` of training. `ablate` switches parts off: adv (no
-adversary), disentangle (no InfoNCE, decorrelation or culture classifier), ot (recommend by the
-kNN variant; the network is unchanged).
+adversaries, culture nor source), disentangle (no InfoNCE, decorrelation, total correlation or
+culture classifier), ot (recommend by the kNN variant; the network is unchanged).
 """
 from __future__ import annotations
 
