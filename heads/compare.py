@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
             out.add_row(*row)
         make_console().print(out)
         for title, h, c, note in per_run:
-            methods = Table(title=title, show_header=True, header_style="bold", caption=note)
+            methods = Table(title=escape(title), show_header=True, header_style="bold", caption=escape(note))
             for name in h:
                 methods.add_column(escape(name), justify="left" if name == "method" else "right")
             for row in c:

@@ -19,9 +19,10 @@ on the same held-out pairs, in the same methods table as the baselines, each wit
 
 Recommendation (heads/dcas_ot.py): each user's train history, interaction weights as mass, is
 transported by entropic OT (POT, batched log-domain Sinkhorn) onto every culture's tracks in za;
-a track's score is log p(its culture | the history's soft culture distribution in zs) plus the log
-of a softmax, inside its culture, of minus its transport-conditioned cost (za is culture-invariant
-by design, so which culture a user wants must come from zs). The dcas-no_ot row uses the kNN cost.
+a track's score is log p(its culture | the history's culture mix, interaction weights as mass,
+Jeffreys prior) plus the log of a softmax, inside its culture, of minus its transport-conditioned
+cost (za is culture-invariant by design, so its costs cannot say which culture a user wants). The
+dcas-no_ot row uses the kNN cost.
 
 Evaluation (heads/recommend_metrics.py, heads/dcas_eval.py): full ranking of every track for every
 user with held-out pairs (train tracks excluded): Recall/NDCG/hit@10,20,50 and MRR, per user

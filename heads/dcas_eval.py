@@ -39,8 +39,8 @@ def soft_cultures(zs: np.ndarray, centroids: np.ndarray, tau: float) -> np.ndarr
 @dataclass
 class OTScorer:
     """score(user_rows) for rank_users: one OT per culture block of candidates, a track's score
-    log p(its culture | history, in zs) + log p(track | culture, history) — the latter a softmax of
-    minus its transport-conditioned cost in za; list metrics for each (user, target culture)
+    log p(its culture | history's culture mix) + log p(track | culture, history) — the latter a
+    softmax of minus its transport-conditioned cost in za; list metrics for each (user, target culture)
     gathered on the way (those rank inside one culture, by cost alone)."""
     train: sparse.csr_matrix
     za: np.ndarray
@@ -69,6 +69,14 @@ class OTScorer:
         return ([sub.indices[sub.indptr[i]:sub.indptr[i + 1]] for i in range(len(rows))],
                 [sub.data[sub.indptr[i]:sub.indptr[i + 1]].astype(np.float64) for i in range(len(rows))])
 
+    def history_cultures(self, groups: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+        """[users, cultures]: each history's interaction mass per labelled culture, + 0.5 each, normalised."""
+        mix = np.full((len(groups), self.n_cultures), 0.5)
+        for i, (g, w) in enumerate(zip(groups, weights)):
+            known = self.culture[g] >= 0
+            np.add.at(mix[i], self.culture[g][known], w[known] / max(w.sum(), 1e-12))
+        return mix / mix.sum(1, keepdims=True)
+
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         groups, weights = self.histories(rows)
         empty = [i for i, g in enumerate(groups) if not len(g)]
@@ -82,8 +90,9 @@ class OTScorer:
                            for g, w in zip(groups, weights)])
         hist_zs = np.stack([self.zs[g].mean(0) for g in groups])
         # za is culture-invariant by design, so costs to different cultures' tracks cannot say which
-        # culture the user wants: that comes from zs, the history's soft culture distribution
-        log_p_culture = np.log(np.maximum(hist_p, 1e-12))
+        # culture the user wants: that is the history's own culture mix (the labels that already
+        # block the candidates), with a Jeffreys prior so an unplayed culture keeps some chance
+        log_p_culture = np.log(self.history_cultures(groups, weights))
         for c in range(self.n_cultures):
             candidates = np.flatnonzero(self.culture == c)
             if not len(candidates):

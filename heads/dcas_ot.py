@@ -47,7 +47,7 @@ def _solve(costs: np.ndarray, a: np.ndarray, b: np.ndarray, epsilon: float, max_
         warnings.simplefilter("ignore")  # POT warns on log(0) of padding and on non-convergence; we check
         plan = ot.batch.solve_batch(as_torch[0], reg=epsilon, a=as_torch[1], b=as_torch[2], method="log_sinkhorn",
                                     max_iter=max_iter, tol=tol).plan
-    return plan.double().numpy()
+    return plan.numpy()   # float32: the plans are as big as the costs, users × history × candidates
 
 
 def _stable(plans: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
@@ -64,7 +64,7 @@ def transport(history: np.ndarray, mass: np.ndarray, candidates: np.ndarray, eps
     costs = squared_costs(history, candidates) if costs is None else costs
     real = np.where(np.broadcast_to(mass[..., None] > 0, costs.shape), costs, np.nan)
     scale = np.nanmedian(real.reshape(len(costs), -1), axis=1)       # per user: ε means the same for everyone
-    costs = costs / np.where(scale > 0, scale, 1.0)[:, None, None]
+    costs = costs / np.where(scale > 0, scale, 1.0).astype(costs.dtype)[:, None, None]
     a = mass / mass.sum(1, keepdims=True)
     b = np.full((len(history), len(candidates)), 1.0 / len(candidates))
     notes = []
@@ -99,7 +99,7 @@ def knn_cost(history: np.ndarray, mass: np.ndarray, candidates: np.ndarray) -> n
 def padded(groups: list[np.ndarray], weights: list[np.ndarray], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-user histories (track rows, weights) → [B, H, d] vectors and [B, H] mass, zero-padded."""
     length = max(len(g) for g in groups)
-    out = np.zeros((len(groups), length, vectors.shape[1]), dtype=np.float64)
+    out = np.zeros((len(groups), length, vectors.shape[1]), dtype=np.float32)  # costs follow: half the memory
     mass = np.zeros((len(groups), length))
     for i, (rows, w) in enumerate(zip(groups, weights)):
         out[i, :len(rows)] = vectors[rows]

@@ -319,11 +319,11 @@ def _culture_blind_za_toy(seed: int = 0) -> tuple[sparse.csr_matrix, sparse.csr_
     return sparse.csr_matrix(train), sparse.csr_matrix(test), za, zs, culture
 
 
-def test_full_ranking_takes_the_users_culture_from_zs_when_za_carries_none():
+def test_full_ranking_takes_the_users_culture_from_the_history_when_za_carries_none():
     """Users play 6 of 7 tracks in their own culture, all of one taste; za holds the taste and no
-    culture (what the adversary makes of it), zs the culture. Scored by the za cost alone, every
-    culture's tracks of that taste look alike (NDCG@10 0.23 before the fix); with log p(culture |
-    history in zs) added, the own-culture ones come first."""
+    culture (what the adversary makes of it). Scored by the za cost alone, every culture's tracks of
+    that taste look alike (NDCG@10 0.23 before the fix); with log p(culture | the history's culture
+    mix) added, the own-culture ones come first (0.70)."""
     train_m, test_m, za, zs, culture = _culture_blind_za_toy()
     scorer = dcas_eval.OTScorer(train_m, za, zs, culture, 3, 0.05)
     assert rm.rank_users(scorer, train_m, test_m).per_user["ndcg@10"].mean() > 0.5
