@@ -146,7 +146,8 @@ def _methods_tables(found: list[dict[str, Any]]) -> list[tuple[str, list[str], l
         test = compare_methods.run_metrics(r["run_id"]).get("test") or {}
         if test.get("methods"):
             header, cells = compare_methods.table(test)
-            title = f"methods of run {r['run_id']} ({r['backbone']}" + (f", {r['variant']}" if r["variant"] else "") + ")"
+            about = r["backbone"] + (f", {r['variant']}" if r["variant"] else "")
+            title = f"methods of run {r['run_id']} ({about})"
             out.append((title, header, cells, compare_methods.caption(test)))
     return out
 

@@ -108,8 +108,8 @@ class Config(Selection):
         for key in ("lr", "ot_epsilon"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 raise ValueError(f"{key}={getattr(self, key)}: must be a positive finite number")
-        for key in ("beta", "culture_weight", "adv_weight", "infonce_weight", "decor_weight", "tc_weight", "affect_weight",
-                    "rank_weight", "noise"):
+        for key in ("beta", "culture_weight", "adv_weight", "infonce_weight", "decor_weight", "tc_weight",
+                    "affect_weight", "rank_weight", "noise"):
             if not getattr(self, key) >= 0:
                 raise ValueError(f"{key}={getattr(self, key)}: must be ≥ 0")
         for key in ("warmup", "rank_start"):

@@ -294,4 +294,5 @@ class DCAS:
 
     def checkpoint(self) -> dict:
         return {"state": self.net_.state_dict(), "mean": self.mean_, "std": self.std_, "cultures": self.cultures,
-                "affects": self.affects, "sources": self.sources, "hidden": self.hidden, "z": self.z, "ablate": sorted(self.ablate)}
+                "affects": self.affects, "sources": self.sources, "hidden": self.hidden, "z": self.z,
+                "ablate": sorted(self.ablate)}
