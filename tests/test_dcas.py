@@ -161,8 +161,13 @@ def test_unknown_interaction_split_and_ablation_are_one_line_and_no_split_is_mad
         train("dcas", dataset="rec", backbone="fake", interaction_split="nope", epochs=1)
     with pytest.raises(UsageError, match="ablate=adversary: one of adv, ot, disentangle"):
         train("dcas", dataset="rec", backbone="fake", ablate="adversary")
-    run = train("dcas", dataset="rec", backbone="fake", epochs=1, hidden=8, z=2, baselines=False)
+    run = train("dcas", dataset="rec", backbone="fake", epochs=1, hidden=8, z=2, baselines=False,
+                source="collection")
     assert run.metrics["data"]["test_pairs"] == 9                   # one per user, leave-last-out
+    test = run.metrics["test"]                                      # the source probes, next to the culture ones
+    assert test["source_chance"] == 0.5 and 0 <= test["za_source_leakage"] <= 1
+    assert test["za_source_leakage_by_method"] == {"dcas": test["za_source_leakage"]}
+    assert np.isfinite(test["raw_source_leakage"])
     assert "leave-last-out by ts made in memory" in (run.folder / "report.md").read_text()
 
 
