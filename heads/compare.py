@@ -5,7 +5,10 @@ backbones) × layer × variant, the latest run, with the headline metrics the he
 (heads/protocol.py): the probe's accuracy, balanced accuracy, macro-F1, ROC-AUC and one
 accuracy column per class; the scorer's Spearman, pairwise accuracy, NDCG, MAE and
 speaker-probe accuracy. "± std" where the run averaged several seeds; the best value of each
-column is bold. The rows are `queries/compare_backbones.sql`. Also written as Markdown to
+column is bold. The rows are `queries/compare_backbones.sql`. A run that ranks several methods on
+the same pairs (dcas: the model, its ablation rows, the baselines) adds a methods table: each
+metric with its bootstrap 95% CI and each method's paired-test p-value against the model
+(heads/compare_methods.py). Also written as Markdown to
 `data/reports/<dataset>/compare-<head>-<target or all>.md`.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import duckdb
 from rich.markup import escape
 from rich.table import Table
 
+from heads import compare_methods
 from lake import atomic, catalog, paths, queries
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 from lake.errors import one_line
@@ -135,6 +139,19 @@ def markdown(cfg: CompareConfig, header: list[str], cells: list[list[str]], note
     return "\n".join(lines) + "\n"
 
 
+def _methods_tables(found: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """(title, header, cells, caption) of each listed run that ranked several methods (dcas)."""
+    out = []
+    for r in found:
+        test = compare_methods.run_metrics(r["run_id"]).get("test") or {}
+        if test.get("methods"):
+            header, cells = compare_methods.table(test)
+            about = r["backbone"] + (f", {r['variant']}" if r["variant"] else "")
+            title = f"methods of run {r['run_id']} ({about})"
+            out.append((title, header, cells, compare_methods.caption(test)))
+    return out
+
+
 def report_path(cfg: CompareConfig) -> Path:
     suffix = f"-{cfg.split}" if cfg.split else ""
     return paths.reports_dir(cfg.dataset) / f"compare-{cfg.head}-{cfg.target or 'all'}{suffix}.md"
@@ -151,6 +168,8 @@ def main(argv: list[str]) -> int:
              + (f" target={cfg.target}" if cfg.target else ""), code=1)
     header, cells = table(found)
     text = markdown(cfg, header, cells, captions(found))
+    per_run = _methods_tables(found)
+    text += "".join("\n" + compare_methods.markdown(title, h, c, note) for title, h, c, note in per_run)
     if cfg.format == "md":
         print(text, end="")
     else:  # the terminal: short headers, the spread under the mean, bare keys of a per-key metric
@@ -163,6 +182,13 @@ def main(argv: list[str]) -> int:
         for row in cells:
             out.add_row(*row)
         make_console().print(out)
+        for title, h, c, note in per_run:
+            methods = Table(title=escape(title), show_header=True, header_style="bold", caption=escape(note))
+            for name in h:
+                methods.add_column(escape(name), justify="left" if name == "method" else "right")
+            for row in c:
+                methods.add_row(*(escape(v) for v in row))
+            make_console().print(methods)
     target = atomic.write_text(text, report_path(cfg))
     make_console(stderr=True).print(f"wrote {target}", highlight=False, soft_wrap=True)
     return 0

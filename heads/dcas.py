@@ -3,17 +3,26 @@
     just interactions dataset=demo                       # weak interactions (or import= real logs)
     just interactions dataset=demo split=last            # held-out pairs, stored (leave-last-out by ts)
     just train head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last
-    just train head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last ablate=adv
+    just train head=dcas dataset=demo backbone=musicnn-mtt interaction_split=last ablate=adv,ot,disentangle
+    just train head=dcas dataset=D backbone=B source=collection    # second adversary: the data source
 
 Model (heads/dcas_model.py): three Gaussian factors zc/zs/za with a decoder (MSE + β·KL), culture
-classifier on zs, culture adversary on za by gradient reversal with Ganin's λ ramp, InfoNCE on zc,
-decorrelation (cross-covariance + HSIC), affect classifier on za (`affect=` column), co-listening
-ranking loss on za after `rank_start`. Only train-split tracks' culture labels are used in
-training, so the leakage probe on val/test tracks is honest.
+classifier on zs, culture adversary on za by gradient reversal with Ganin's λ ramp (and a second
+one against the data source when `source=COL` names a tracks column), InfoNCE on zc, decorrelation
+(cross-covariance + HSIC + Gaussian total correlation), affect classifier on za (`affect=`
+column), co-listening ranking loss on za after `rank_start`. Only train-split tracks' culture
+(and source) labels are used in training, so the leakage probes on val/test tracks are honest.
+
+Ablations are rows of the same run: `ablate=adv,ot,disentangle` trains (adv, disentangle) or
+rescores (ot) one more model per listed part with that part off, named dcas-no_adv etc., ranked
+on the same held-out pairs, in the same methods table as the baselines, each with its own za probes.
 
 Recommendation (heads/dcas_ot.py): each user's train history, interaction weights as mass, is
 transported by entropic OT (POT, batched log-domain Sinkhorn) onto every culture's tracks in za;
-a track's score is minus its transport-conditioned cost. `ablate=ot` scores by the kNN variant.
+a track's score is log p(its culture | the history's culture mix, interaction weights as mass,
+Jeffreys prior) plus the log of a softmax, inside its culture, of minus its transport-conditioned
+cost (za is culture-invariant by design, so its costs cannot say which culture a user wants). The
+dcas-no_ot row uses the kNN cost.
 
 Evaluation (heads/recommend_metrics.py, heads/dcas_eval.py): full ranking of every track for every
 user with held-out pairs (train tracks excluded): Recall/NDCG/hit@10,20,50 and MRR, per user
@@ -21,8 +30,8 @@ culture (the culture of most of the user's train plays) and per item culture, th
 slice (held-out tracks outside the user's dominant culture), coverage@20, minority exposure@20;
 DCAS list metrics per (user, target culture); culture-leakage probe on za vs the raw vectors;
 Wasserstein between cultures in za before vs after training. Baselines in the same table:
-popularity, content cosine, item-kNN, BPR-MF (heads/dcas_baselines.py); each with a bootstrap 95%
-CI over users and a paired sign-flip test against DCAS.
+popularity, content cosine, item-kNN, BPR-MF, LightFM-like hybrid MF (heads/dcas_baselines.py); each
+with a bootstrap 95% CI over users and a paired sign-flip test against DCAS (`just compare head=dcas`).
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ from heads.protocol import Description, Inputs, Metric, Trained
 from lake import interaction_splits, paths
 
 ABLATIONS = ("adv", "ot", "disentangle")
-BASELINES = ("popularity", "content", "item_knn", "bpr_mf")
+BASELINES = ("popularity", "content", "item_knn", "bpr_mf", "lightfm_like")
 
 
 @dataclass
@@ -63,13 +72,16 @@ class Config(Selection):
     adv_weight: float = 1.0
     infonce_weight: float = 0.5
     decor_weight: float = 1.0
+    tc_weight: float = 0.1           # Gaussian total correlation between the factors
     affect_weight: float = 1.0
     rank_weight: float = 1.0
     warmup: float = 0.3              # share of training over which regularisers ramp up
     rank_start: float = 0.3          # share of training before the co-listening loss switches on
     noise: float = 0.1               # InfoNCE augmentation: Gaussian noise on the standardised vector
     ot_epsilon: float = 0.05         # entropic regularisation relative to the median cost
-    ablate: tuple[str, ...] = ()     # adv, ot, disentangle
+    source: str = ""                 # a tracks column naming the data source (dataset, collection): a second
+                                     # adversary on za and its own probe; empty: off
+    ablate: tuple[str, ...] = ()     # adv, ot, disentangle: each adds a row with that part off (dcas-no_adv)
     baselines: bool = True
     bpr_factors: int = 32
     bpr_iterations: int = 100
@@ -83,6 +95,8 @@ class Config(Selection):
             paths.check_name("affect", self.affect)
         if self.interaction_split:
             paths.check_name("interaction_split", self.interaction_split)
+        if self.source:
+            paths.check_name("source", self.source)
         if isinstance(self.ablate, str):
             self.ablate = tuple(a.strip() for a in self.ablate.split(",") if a.strip())
         unknown = [a for a in self.ablate if a not in ABLATIONS]
@@ -94,8 +108,8 @@ class Config(Selection):
         for key in ("lr", "ot_epsilon"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 raise ValueError(f"{key}={getattr(self, key)}: must be a positive finite number")
-        for key in ("beta", "culture_weight", "adv_weight", "infonce_weight", "decor_weight", "affect_weight",
-                    "rank_weight", "noise"):
+        for key in ("beta", "culture_weight", "adv_weight", "infonce_weight", "decor_weight", "tc_weight",
+                    "affect_weight", "rank_weight", "noise"):
             if not getattr(self, key) >= 0:
                 raise ValueError(f"{key}={getattr(self, key)}: must be ≥ 0")
         for key in ("warmup", "rank_start"):
@@ -104,7 +118,13 @@ class Config(Selection):
 
     @property
     def variant(self) -> str:
-        return "dcas" + "".join(f" −{a}" for a in self.ablate)
+        """The ablation rows and the source adversary tell runs apart; the full model is in every run."""
+        return " ".join(([f"source={self.source}"] if self.source else [])
+                        + ([f"ablations={','.join(self.ablate)}"] if self.ablate else []))
+
+    def rows(self) -> dict[str, frozenset[str]]:
+        """Method name → the parts switched off: the full model first, then one row per ablation."""
+        return {"dcas": frozenset(), **{f"dcas-no_{a}": frozenset({a}) for a in self.ablate}}
 
 
 HEADLINE = (
@@ -117,6 +137,11 @@ HEADLINE = (
            about="za probe: balanced accuracy of a fresh classifier naming the culture from za (→ chance)"),
     Metric("raw_leakage", "culture probe on raw vectors", direction="none", short="raw probe", format=".3f"),
     Metric("leakage_chance", "chance", direction="none", format=".3f"),
+    Metric("za_source_leakage", "source probe on za", direction="min", short="za src probe", format=".3f",
+           about="za src probe: the same probe naming the data source (source=) from za (→ chance)"),
+    Metric("raw_source_leakage", "source probe on raw vectors", direction="none", short="raw src probe",
+           format=".3f"),
+    Metric("source_chance", "source chance", direction="none", short="src chance", format=".3f"),
     Metric("ndcg_20_by_method", "NDCG@20", per_key=True, format=".3f",
            about="the same held-out pairs ranked by each method (bootstrap CIs in metrics.json methods)"),
 )
@@ -127,6 +152,8 @@ def inputs(cfg: Config) -> Inputs:
     columns = {"target": cfg.target, "title": "title"}
     if cfg.affect != "none":
         columns["affect"] = cfg.affect
+    if cfg.source:
+        columns["source"] = cfg.source
     return Inputs(columns=columns, required=("target",))
 
 
@@ -139,6 +166,8 @@ class Prepared:
     culture: np.ndarray               # class index per track
     affects: list[str]
     affect: np.ndarray | None
+    sources: list[str]
+    source: np.ndarray | None         # class index per track of the source column (None: source= off)
     facts: dict[str, Any]
     notes: list[str]
 
@@ -167,6 +196,9 @@ def prepare(cfg: Config, data: Data) -> Prepared:
             stored = interaction_splits.load(cfg.dataset, cfg.interaction_split)
         except ValueError as err:
             raise SelectionError(str(err)) from None
+        # the held-out pairs decide every number: a remade split must change the run's fingerprint
+        data.cover(f"interaction split {cfg.interaction_split}",
+                   stored.sort(["user_id", "track_id"]).to_arrow())
         joined = pairs.join(stored, on=["user_id", "track_id"], how="left")
         missing = joined.filter(pl.col("part").is_null()).height
         if missing:
@@ -194,11 +226,19 @@ def prepare(cfg: Config, data: Data) -> Prepared:
         affects, affect = _codes(data.column(cfg.affect))
         if len(affects) < 2:
             affects, affect = [], None
+    sources, source = ([], None)
+    if cfg.source:
+        sources, source = _codes(data.column(cfg.source))
+        if len(sources) < 2:
+            notes.append(f"source={cfg.source} has {len(sources)} value(s) among the selected tracks: "
+                         "no source adversary (it needs 2 or more)")
+            sources, source = [], None
     facts = {"users": len(users), "pairs": summary.pairs, "test_pairs": summary.test_pairs,
              "users_train_only": summary.users_train_only, "cold_test_tracks": summary.cold_test_tracks,
              "cold_test_pairs": summary.cold_test_pairs, "cultures": cultures,
              "interactions_outside_selection": inter.outside}
-    data.memo["dcas"] = Prepared(users, train, test, cultures, culture, affects, affect, facts, notes)
+    data.memo["dcas"] = Prepared(users, train, test, cultures, culture, affects, affect, sources, source, facts,
+                                 notes)
     return data.memo["dcas"]
 
 
@@ -215,13 +255,13 @@ def describe(cfg: Config, data: Data) -> Description:
     return Description(line, f, "\n".join(report))
 
 
-def build(cfg: Config, seed: int, data: Data) -> DCAS:
+def build(cfg: Config, seed: int, data: Data, ablate: frozenset[str] = frozenset()) -> DCAS:
     prep = prepare(cfg, data)
     weights = Weights(beta=cfg.beta, culture=cfg.culture_weight, adv=cfg.adv_weight, infonce=cfg.infonce_weight,
-                      decor=cfg.decor_weight, affect=cfg.affect_weight, rank=cfg.rank_weight)
+                      decor=cfg.decor_weight, tc=cfg.tc_weight, affect=cfg.affect_weight, rank=cfg.rank_weight)
     return DCAS(prep.cultures, prep.affects, hidden=cfg.hidden, z=cfg.z, epochs=cfg.epochs, batch=cfg.batch,
-                lr=cfg.lr, weights=weights, ablate=frozenset(cfg.ablate), warmup=cfg.warmup,
-                rank_start=cfg.rank_start, noise=cfg.noise, seed=seed)
+                lr=cfg.lr, weights=weights, ablate=ablate, warmup=cfg.warmup,
+                rank_start=cfg.rank_start, noise=cfg.noise, seed=seed, sources=prep.sources)
 
 
 def _summary(ranked: dict[str, rm.Ranked], reference: str, seed: int) -> dict[str, dict[str, Any]]:
@@ -243,30 +283,53 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
     X = data.features(layer).astype(np.float64)
     fit_rows = data.part("train")
     eval_rows = ~fit_rows if (~fit_rows).any() else fit_rows
+    # only train-split tracks' labels reach training, so the probes on the other tracks are honest
     culture_fit = np.where(fit_rows, prep.culture, -1)
     affect_fit = np.where(fit_rows, prep.affect, -1) if prep.affect is not None else None
+    source_fit = np.where(fit_rows, prep.source, -1) if prep.source is not None else None
     train_user, train_track = prep.train.nonzero()
     before = build(cfg, seed, data)
     before.epochs = 0
-    za_before = before.fit(X, culture_fit, affect_fit, train_user, train_track).factors(X)["za"]
-    model = build(cfg, seed, data).fit(X, culture_fit, affect_fit, train_user, train_track)
-    factors = model.factors(X)
-    C = len(prep.cultures)
-    dcas = dcas_eval.OTScorer(prep.train, factors["za"], factors["zs"], prep.culture, C, cfg.ot_epsilon,
-                              use_ot="ot" not in cfg.ablate, k=cfg.k)
+    za_before = before.fit(X, culture_fit, affect_fit, train_user, train_track, source_fit).factors(X)["za"]
     seen = (prep.train > 0).astype(np.float32).tocsr()
-    methods: dict[str, Any] = {"dcas": dcas}
+    C = len(prep.cultures)
+    fitted: dict[frozenset[str], DCAS] = {}
+    methods: dict[str, Any] = {}
+    factors_of: dict[str, dict[str, np.ndarray]] = {}
+    for name, off in cfg.rows().items():
+        network_off = off - {"ot"}   # ablate=ot changes the recommender, not the network: reuse it
+        if network_off not in fitted:
+            fitted[network_off] = build(cfg, seed, data, network_off).fit(X, culture_fit, affect_fit, train_user,
+                                                                           train_track, source_fit)
+        factors_of[name] = fitted[network_off].factors(X)
+        methods[name] = dcas_eval.OTScorer(prep.train, factors_of[name]["za"], factors_of[name]["zs"], prep.culture,
+                                           C, cfg.ot_epsilon, use_ot="ot" not in off, k=cfg.k)
+    model, factors, dcas = fitted[frozenset()], factors_of["dcas"], methods["dcas"]
     if cfg.baselines:
         methods.update(popularity=dcas_baselines.popularity(seen), content=dcas_baselines.content_cosine(seen, X),
                        item_knn=dcas_baselines.item_knn(seen),
-                       bpr_mf=dcas_baselines.bpr_mf(seen, cfg.bpr_factors, cfg.bpr_iterations, seed))
+                       bpr_mf=dcas_baselines.bpr_mf(seen, cfg.bpr_factors, cfg.bpr_iterations, seed),
+                       lightfm_like=dcas_baselines.hybrid_mf(seen, X, cfg.bpr_factors, cfg.bpr_iterations, seed))
     ranked = {name: rm.rank_users(score, seen, prep.test, block=cfg.user_block) for name, score in methods.items()}
     metrics = evaluate(cfg, prep, ranked, dcas, X, factors, za_before, fit_rows, eval_rows, seed)
+    probes = {name: _probes(prep, f["za"], X, fit_rows, eval_rows, seed) for name, f in factors_of.items()}
+    metrics["za_leakage_by_method"] = {name: p["za_leakage"] for name, p in probes.items()}
+    if prep.source is not None:
+        metrics["za_source_leakage_by_method"] = {name: p["za_source_leakage"] for name, p in probes.items()}
     notes = prep.notes + dcas.notes
     artifacts = {"factors.parquet": _factors_writer(data, cfg, factors),
                  "histories.parquet": _histories_writer(prep, data)}
     return Trained(model, {"test": metrics, "layer": layer, "history": model.history_}, model.checkpoint(), layer,
                    notes, artifacts)
+
+
+def _probes(prep: Prepared, za: np.ndarray, X: np.ndarray, fit_rows: np.ndarray, eval_rows: np.ndarray,
+            seed: int) -> dict[str, float]:
+    """The culture probe on za, and the source probe when source= is on (balanced accuracy → chance)."""
+    out = {"za_leakage": dcas_eval.leakage_probe(za, prep.culture, fit_rows, eval_rows, seed)}
+    if prep.source is not None:
+        out["za_source_leakage"] = dcas_eval.leakage_probe(za, prep.source, fit_rows, eval_rows, seed)
+    return out
 
 
 def _factors_writer(data: Data, cfg: Config, factors: dict[str, np.ndarray]):  # noqa: ANN202
@@ -309,9 +372,12 @@ def evaluate(cfg: Config, prep: Prepared, ranked: dict[str, rm.Ranked], dcas: dc
     for name, values in dcas.lists.items():
         if name != "target_culture":
             out[name] = float(np.mean(values)) if values else None
-    out["za_leakage"] = dcas_eval.leakage_probe(factors["za"], prep.culture, fit_rows, eval_rows, seed)
+    out.update(_probes(prep, factors["za"], X, fit_rows, eval_rows, seed))
     out["raw_leakage"] = dcas_eval.leakage_probe(X, prep.culture, fit_rows, eval_rows, seed)
     out["leakage_chance"] = 1.0 / C
+    if prep.source is not None:
+        out["raw_source_leakage"] = dcas_eval.leakage_probe(X, prep.source, fit_rows, eval_rows, seed)
+        out["source_chance"] = 1.0 / len(prep.sources)
     out["wasserstein_before"] = dcas_eval.culture_wasserstein(za_before, prep.culture, C, seed)
     out["wasserstein_after"] = dcas_eval.culture_wasserstein(factors["za"], prep.culture, C, seed)
     out["ot_epsilon_used"] = float(max(dcas.epsilons)) if dcas.epsilons else None

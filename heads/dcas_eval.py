@@ -38,8 +38,10 @@ def soft_cultures(zs: np.ndarray, centroids: np.ndarray, tau: float) -> np.ndarr
 
 @dataclass
 class OTScorer:
-    """score(user_rows) for rank_users: −(transport-conditioned cost) of every track, one OT per
-    culture block of candidates; list metrics for each (user, target culture) gathered on the way."""
+    """score(user_rows) for rank_users: one OT per culture block of candidates, a track's score
+    log p(its culture | history's culture mix) + log p(track | culture, history) — the latter a
+    softmax of minus its transport-conditioned cost in za; list metrics for each (user, target culture)
+    gathered on the way (those rank inside one culture, by cost alone)."""
     train: sparse.csr_matrix
     za: np.ndarray
     zs: np.ndarray
@@ -67,6 +69,14 @@ class OTScorer:
         return ([sub.indices[sub.indptr[i]:sub.indptr[i + 1]] for i in range(len(rows))],
                 [sub.data[sub.indptr[i]:sub.indptr[i + 1]].astype(np.float64) for i in range(len(rows))])
 
+    def history_cultures(self, groups: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+        """[users, cultures]: each history's interaction mass per labelled culture, + 0.5 each, normalised."""
+        mix = np.full((len(groups), self.n_cultures), 0.5)
+        for i, (g, w) in enumerate(zip(groups, weights)):
+            known = self.culture[g] >= 0
+            np.add.at(mix[i], self.culture[g][known], w[known] / max(w.sum(), 1e-12))
+        return mix / mix.sum(1, keepdims=True)
+
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         groups, weights = self.histories(rows)
         empty = [i for i, g in enumerate(groups) if not len(g)]
@@ -79,19 +89,24 @@ class OTScorer:
         hist_p = np.stack([(w[:, None] * self.track_culture_p[g]).sum(0) / max(w.sum(), 1e-12)
                            for g, w in zip(groups, weights)])
         hist_zs = np.stack([self.zs[g].mean(0) for g in groups])
+        # za is culture-invariant by design, so costs to different cultures' tracks cannot say which
+        # culture the user wants: that is the history's own culture mix (the labels that already
+        # block the candidates), with a Jeffreys prior so an unplayed culture keeps some chance
+        log_p_culture = np.log(self.history_cultures(groups, weights))
         for c in range(self.n_cultures):
             candidates = np.flatnonzero(self.culture == c)
             if not len(candidates):
                 continue
             if self.use_ot:
-                plan = dcas_ot.transport(history, mass, self.za[candidates], self.epsilon)
+                costs = dcas_ot.squared_costs(history, self.za[candidates])   # once: transport and score share it
+                plan = dcas_ot.transport(history, mass, self.za[candidates], self.epsilon, costs=costs)
                 self.notes.extend(n for n in plan.notes if n not in self.notes)
                 self.epsilons.append(plan.epsilon)
-                cost = dcas_ot.conditioned_cost(plan.plans, history, self.za[candidates])
+                cost = dcas_ot.conditioned_cost(plan.plans, history, self.za[candidates], costs)
             else:
                 cost = dcas_ot.knn_cost(history, mass, self.za[candidates])
             cost[empty] = 0.0
-            scores[:, candidates] = -cost
+            scores[:, candidates] = log_p_culture[:, [c]] + within_culture(cost)
             self._list_metrics(rows, c, candidates, cost, hist_p, hist_zs, empty)
         return scores
 
@@ -118,6 +133,15 @@ class OTScorer:
         values["target_culture"] = np.full(len(rows), c)
         for name, v in values.items():
             self.lists.setdefault(name, []).extend(np.asarray(v)[keep].tolist())
+
+
+def within_culture(cost: np.ndarray) -> np.ndarray:
+    """[users, candidates of one culture] costs → log-probabilities of each candidate within that
+    culture: softmax of −cost / (the user's median cost there), the scale the OT ε is relative to."""
+    scale = np.maximum(np.median(cost, axis=1, keepdims=True), 1e-12)
+    logits = -cost / scale
+    logits = logits - logits.max(1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(1, keepdims=True))
 
 
 def minority_exposure(top: np.ndarray, culture: np.ndarray, train: sparse.csr_matrix, n_cultures: int, k: int) -> float:

@@ -23,7 +23,7 @@ def dcas_lake(dataset: str = "rec", n: int = 240, dim: int = 16, seed: int = 0, 
     X = np.concatenate([centres_c[culture], centres_l[label]], 1) + rng.standard_normal((n, dim))
     ids = [f"{dataset}_{i:05d}" for i in range(n)]
     write_tracks(dataset, [{"track_id": t, "culture": CULTURES[culture[i]], "label": LABELS[label[i]],
-                            "title": f"song {i}", "shard": "s.tar", "key": f"k{i}", "offset": 0, "nbytes": 1,
+                            "title": f"song {i}", "collection": f"c{i % 2}", "shard": "s.tar", "key": f"k{i}", "offset": 0, "nbytes": 1,
                             "sha256": "0" * 64} for i, t in enumerate(ids)])
     parts = np.where(np.arange(n) % 5 < 3, "train", np.where(np.arange(n) % 5 == 3, "val", "test"))
     write_split(dataset, "default", dict(zip(ids, parts.tolist())))

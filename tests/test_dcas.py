@@ -100,18 +100,7 @@ def test_popularity_wins_when_interactions_are_popularity_only():
 
 
 def test_content_wins_on_a_cold_start_slice():
-    rng = np.random.default_rng(0)
-    tracks, users = 80, 40
-    genre = np.arange(tracks) % 4
-    X = 4 * np.eye(4)[genre] + 0.3 * rng.standard_normal((tracks, 4))
-    cold = np.arange(60, 80)                            # never played in train
-    train = np.zeros((users, tracks))
-    test = np.zeros((users, tracks))
-    for u in range(users):
-        mine = np.flatnonzero(genre[:60] == u % 4)
-        train[u, rng.choice(mine, 6, replace=False)] = 1
-        test[u, rng.choice(cold[genre[cold] == u % 4])] = 1
-    train_m, test_m = sparse.csr_matrix(train), sparse.csr_matrix(test)
+    X, train_m, test_m = _cold_start_toy()
     recall = {name: rm.rank_users(score, train_m, test_m).per_user["recall@10"].mean() for name, score in {
         "popularity": dcas_baselines.popularity(train_m), "item_knn": dcas_baselines.item_knn(train_m),
         "content": dcas_baselines.content_cosine(train_m, X)}.items()}
@@ -151,7 +140,7 @@ def test_head_beats_random_reports_baselines_and_leaks_less_than_raw():
     m = run.metrics["test"]
     random_recall = 20 / 240
     assert m["recall_20"] > 2 * random_recall
-    assert set(m["ndcg_20_by_method"]) == {"dcas", "popularity", "content", "item_knn", "bpr_mf"}
+    assert set(m["ndcg_20_by_method"]) == {"dcas", "popularity", "content", "item_knn", "bpr_mf", "lightfm_like"}
     assert "p_vs_dcas" in m["methods"]["popularity"]["ndcg@20"]
     lo, hi = m["methods"]["dcas"]["ndcg@20"]["ci"]
     assert lo <= m["ndcg_20"] <= hi
@@ -172,8 +161,13 @@ def test_unknown_interaction_split_and_ablation_are_one_line_and_no_split_is_mad
         train("dcas", dataset="rec", backbone="fake", interaction_split="nope", epochs=1)
     with pytest.raises(UsageError, match="ablate=adversary: one of adv, ot, disentangle"):
         train("dcas", dataset="rec", backbone="fake", ablate="adversary")
-    run = train("dcas", dataset="rec", backbone="fake", epochs=1, hidden=8, z=2, baselines=False)
+    run = train("dcas", dataset="rec", backbone="fake", epochs=1, hidden=8, z=2, baselines=False,
+                source="collection")
     assert run.metrics["data"]["test_pairs"] == 9                   # one per user, leave-last-out
+    test = run.metrics["test"]                                      # the source probes, next to the culture ones
+    assert test["source_chance"] == 0.5 and 0 <= test["za_source_leakage"] <= 1
+    assert test["za_source_leakage_by_method"] == {"dcas": test["za_source_leakage"]}
+    assert np.isfinite(test["raw_source_leakage"])
     assert "leave-last-out by ts made in memory" in (run.folder / "report.md").read_text()
 
 
@@ -194,3 +188,147 @@ def test_recommend_lists_target_culture_tracks_outside_the_history_and_unknowns_
         rec.recommend(rec.RecommendConfig(user="nobody", target_culture="maqam", dataset="rec"))
     with pytest.raises(UsageError, match="target_culture='polka' is not a culture.*maqam, raga, west"):
         rec.recommend(rec.RecommendConfig(user="raga-u001", target_culture="polka", dataset="rec"))
+
+
+def _cold_start_toy(seed: int = 0) -> tuple[np.ndarray, sparse.csr_matrix, sparse.csr_matrix]:
+    """80 tracks in 4 genres (planted in the vectors); users play their genre among tracks 0–59 and
+    are tested on a track of their genre among 60–79, which nobody played in train."""
+    rng = np.random.default_rng(seed)
+    tracks, users = 80, 40
+    genre = np.arange(tracks) % 4
+    X = 4 * np.eye(4)[genre] + 0.3 * rng.standard_normal((tracks, 4))
+    cold = np.arange(60, 80)
+    train = np.zeros((users, tracks))
+    test = np.zeros((users, tracks))
+    for u in range(users):
+        mine = np.flatnonzero(genre[:60] == u % 4)
+        train[u, rng.choice(mine, 6, replace=False)] = 1
+        test[u, rng.choice(cold[genre[cold] == u % 4])] = 1
+    return X, sparse.csr_matrix(train), sparse.csr_matrix(test)
+
+
+def test_lightfm_like_hybrid_beats_pure_id_mf_on_a_cold_start_slice():
+    X, train_m, test_m = _cold_start_toy()
+    recall = {name: rm.rank_users(score, train_m, test_m).per_user["recall@10"].mean() for name, score in {
+        "bpr_mf": dcas_baselines.bpr_mf(train_m, 8, 50, 0),
+        "hybrid": dcas_baselines.hybrid_mf(train_m, X, 8, 100, 0)}.items()}
+    assert recall["hybrid"] > 0.5                   # content makes the cold tracks of the user's genre
+    assert recall["hybrid"] > recall["bpr_mf"] + 0.3  # id-MF has nothing for a never-played track
+
+
+def test_gaussian_total_correlation_is_zero_for_independent_factors_and_matches_the_closed_form():
+    from heads.dcas_model import gaussian_total_correlation
+
+    rng = np.random.default_rng(0)
+    independent = torch.from_numpy(rng.standard_normal((4000, 3)) * [1.0, 3.0, 0.2])
+    assert abs(float(gaussian_total_correlation([independent[:, :1], independent[:, 1:2], independent[:, 2:]],
+                                                ridge=0.0))) < 0.01
+    values = []
+    for rho in (0.3, 0.6, 0.9):
+        sigma = np.array([[1.0, rho, 0.0], [rho, 1.0, rho / 3], [0.0, rho / 3, 1.0]])
+        sample = rng.multivariate_normal(np.zeros(3), sigma, size=4000)
+        cov = np.cov(sample.T)
+        closed = 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])   # by hand, per column
+        columns = torch.from_numpy(sample)
+        tc = float(gaussian_total_correlation([columns[:, :1], columns[:, 1:2], columns[:, 2:]], ridge=0.0))
+        assert tc == pytest.approx(closed, rel=1e-6)
+        values.append(tc)
+    assert values[0] > 0.03 and values[0] < values[1] < values[2]
+    # between groups: only dependence across blocks counts, not inside one
+    inside = rng.multivariate_normal(np.zeros(2), [[1.0, 0.9], [0.9, 1.0]], size=4000)
+    blocks = torch.from_numpy(np.concatenate([inside, rng.standard_normal((4000, 1))], 1))
+    assert abs(float(gaussian_total_correlation([blocks[:, :2], blocks[:, 2:]], ridge=0.0))) < 0.01
+
+
+def test_source_adversary_drives_the_za_source_probe_toward_chance_and_its_ablation_does_not():
+    rng = np.random.default_rng(0)
+    n = 240
+    source = np.arange(n) % 2                           # which collection a track came from
+    X = np.concatenate([3 * rng.standard_normal((2, 6))[source], rng.standard_normal((n, 6))], 1)
+    X = X + 0.5 * rng.standard_normal(X.shape)
+    fit = np.arange(n) % 5 < 3
+    no_culture = np.full(n, -1)                          # the culture adversary idle: the source one alone acts
+    empty = np.zeros(0, dtype=np.int64)
+    probes = {}
+    for ablate in (("disentangle",), ("disentangle", "adv")):
+        model = DCAS(["a", "b"], [], hidden=32, z=4, epochs=100, batch=64, ablate=frozenset(ablate), seed=0,
+                     sources=["s1", "s2"]).fit(X, no_culture, None, empty, empty, np.where(fit, source, -1))
+        probes[ablate] = dcas_eval.leakage_probe(model.factors(X)["za"], source, fit, ~fit, 0)
+    assert dcas_eval.leakage_probe(X, source, fit, ~fit, 0) > 0.9
+    alone, without = probes[("disentangle",)], probes[("disentangle", "adv")]
+    assert alone < 0.7                                  # chance is 1/2
+    assert without > alone + 0.2
+
+
+def test_a_remade_interaction_split_changes_the_data_fingerprint():
+    from heads import dcas
+    from heads.data import load
+    from lake import interactions
+
+    dcas_lake(n=90, users_per_culture=3, tracks_per_user=10)
+
+    def fingerprint() -> str:
+        cfg = dcas.Config(dataset="rec", backbone="fake", interaction_split="last")
+        data = load(cfg, dcas.inputs(cfg))
+        dcas.prepare(cfg, data)
+        return data.fingerprint
+
+    first = fingerprint()
+    assert fingerprint() == first
+    # same interactions, same split name, other held-out pairs: the numbers would differ, so must the hash
+    assert interactions.main(["dataset=rec", "split=last", "method=fraction", "fraction=0.4"]) == 0
+    assert fingerprint() != first
+
+
+def test_ablations_are_rows_of_one_run_and_without_the_adversary_za_keeps_the_culture(capsys):
+    from heads import compare
+
+    dcas_lake()
+    # the disentangling terms off in the run (both rows): a culture classifier on zs with HSIC/TC
+    # between zs and za also empties za of culture, which would hide what the adversary alone does;
+    # what keeps culture in za here is the co-listening loss (users mostly play their own culture)
+    run = train("dcas", dataset="rec", backbone="fake", interaction_split="last", epochs=30, hidden=32, z=4,
+                batch=64, baselines=False, ablate="adv", culture_weight=0, decor_weight=0, tc_weight=0,
+                infonce_weight=0)
+    m = run.metrics["test"]
+    assert set(m["methods"]) == {"dcas", "dcas-no_adv"} and "p_vs_dcas" in m["methods"]["dcas-no_adv"]["ndcg@20"]
+    probe = m["za_leakage_by_method"]
+    assert m["za_leakage"] == probe["dcas"] and m["raw_leakage"] > 0.9
+    assert probe["dcas-no_adv"] > 0.9                          # chance is 1/3
+    assert probe["dcas"] < probe["dcas-no_adv"] - 0.25
+    assert compare.main(["dataset=rec", "head=dcas", "format=md"]) == 0
+    out = capsys.readouterr().out
+    assert "| method | NDCG@20 | R@20 | MRR | HR@10 | p NDCG@20 |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| dcas-no_adv |"))
+    lo, hi = m["methods"]["dcas-no_adv"]["ndcg@20"]["ci"]
+    assert f"[{lo:.3f}, {hi:.3f}]" in row
+
+
+def _culture_blind_za_toy(seed: int = 0) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+    rng = np.random.default_rng(seed)
+    C, per, users = 3, 40, 36
+    n = C * per
+    culture = np.repeat(np.arange(C), per)
+    taste = np.tile(np.arange(4), n // 4)                      # 4 tastes in every culture
+    za = 3 * np.eye(4)[taste] + 0.3 * rng.standard_normal((n, 4))  # no culture in za (the adversary's job)
+    zs = 3 * np.eye(C)[culture] + 0.3 * rng.standard_normal((n, C))
+    train, test = np.zeros((users, n)), np.zeros((users, n))
+    for u in range(users):
+        own, t = u % C, (u // C) % 4
+        mine = np.flatnonzero((culture == own) & (taste == t))
+        other = np.flatnonzero((culture != own) & (taste == t))
+        picks = list(rng.choice(mine, 6, replace=False)) + list(rng.choice(other, 1, replace=False))
+        train[u, picks] = 1
+        test[u, rng.choice(np.setdiff1d(mine, picks))] = 1
+    return sparse.csr_matrix(train), sparse.csr_matrix(test), za, zs, culture
+
+
+def test_full_ranking_takes_the_users_culture_from_the_history_when_za_carries_none():
+    """Users play 6 of 7 tracks in their own culture, all of one taste; za holds the taste and no
+    culture (what the adversary makes of it). Scored by the za cost alone, every culture's tracks of
+    that taste look alike (NDCG@10 0.23 before the fix); with log p(culture | the history's culture
+    mix) added, the own-culture ones come first (0.70)."""
+    train_m, test_m, za, zs, culture = _culture_blind_za_toy()
+    scorer = dcas_eval.OTScorer(train_m, za, zs, culture, 3, 0.05)
+    assert rm.rank_users(scorer, train_m, test_m).per_user["ndcg@10"].mean() > 0.5
