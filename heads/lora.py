@@ -466,10 +466,10 @@ def _fit(cfg: Config, data: Data, seed: int, net: Net, model: nn.Module, optimis
             optimiser.zero_grad(set_to_none=True)
             accumulated = 0
             state["step"] += 1
-            if after_step is not None:
-                after_step(state["step"])
             if state["step"] % cfg.checkpoint_every == 0 and not last_of_epoch:
                 _save(folder, net, optimiser, state, dist)
+            if after_step is not None:
+                after_step(state["step"])
         total, count = state["epoch_loss"]
         score = evaluate("val", net, audio, with_loss=True)
         state["history"].append({"epoch": epoch + 1, "train_loss": total / max(count, 1),
@@ -543,6 +543,22 @@ def predict(net: Net, clips: list, audio: tuple, batch_size: int = 8) -> np.ndar
             rows.append(net.head(vectors.to(next(net.head.parameters()).device)).float().cpu().numpy())
     net.train(was_training)
     return np.concatenate(rows)
+
+
+def load_run(folder: Path, device: str = "cpu") -> tuple[Net, tuple[int, float, str]]:
+    """A finished run's model (base + unfrozen blocks + adapters + head), in eval mode, and its audio
+    settings (sample rate, max_seconds, chunking) for `predict`."""
+    from embed.hf import load_hf
+
+    folder = Path(folder)
+    info = json.loads((folder / "lora.json").read_text())
+    saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
+    backbone = load_hf(info["base"], layers=info["layer"], device=device, revision=saved["config"]["revision"])
+    lora_model.restore(backbone.module, folder)
+    head = head_module(backbone.dim, saved["head"]["1.weight"].shape[0])
+    head.load_state_dict(saved["head"])
+    net = Net(backbone, head, info["layer"]).to(device).eval()
+    return net, (info["sample_rate"], info["max_seconds"], info["chunking"])
 
 
 def plots(result: dict[str, Any], data: Data, folder: Path) -> list[Path]:
