@@ -301,6 +301,7 @@ def build(cfg: Config, seed: int, data: Data):  # noqa: ANN201 - the loaded, ada
     from embed.hf import load_hf
 
     torch.manual_seed(seed)
+    np.random.seed(seed)  # wav2vec2/HuBERT's training-time time masks draw from numpy's global generator
     device = _device(cfg)
     backbone = load_hf(cfg.base, layers=cfg.layer or "last", device=str(device), revision=cfg.revision)
     if backbone.kind == "clap":
