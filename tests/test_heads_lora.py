@@ -15,7 +15,9 @@ import torch
 
 import lora_lake
 from embed.hf import load_hf
-from heads import lora, lora_model
+from heads import compare, lora, lora_model
+from embed import engine
+from embed.engine import EmbedConfig
 from heads.data import SelectionError
 from heads.train import train
 
@@ -50,6 +52,13 @@ def test_a_lora_run_lowers_the_loss_and_changes_only_adapters_and_head(tones, hu
     trained_b = [v for k, v in net.encoder.state_dict().items() if "lora_B" in k]
     assert trained_b and all(v.abs().sum() > 0 for v in trained_b)
     assert not list(Path(os.environ["AUDIOLAKE_ROOT"], "runs", ".work").glob("lora-*"))  # finished: no checkpoint left
+    # frozen vs LoRA: a probe on stored vectors of the same name and layer sits beside the LoRA run
+    engine.run(EmbedConfig(dataset="tones", backbone=f"hf:{hubert_dir}", loader_workers=0))
+    train("probe", backbone=hubert_dir.name, dataset="tones", target="label")
+    found = {(r["backbone"], r["layer"], r["variant"]): r for r in compare.rows("tones", "lora", "label", "default")}
+    assert set(found) == {(hubert_dir.name, "last", ""), (hubert_dir.name, "last", "lora r8")}
+    assert found[(hubert_dir.name, "last", "lora r8")]["headline"]["accuracy"] == run.metrics["test"]["accuracy"]
+    assert [r["variant"] for r in compare.rows("tones", "probe", "label")] == ["", "lora r8"]
 
 
 def test_adapters_reload_and_give_identical_predictions_whisper_with_unfrozen_block(tones, whisper_dir, monkeypatch):
