@@ -204,10 +204,12 @@ def epoch_share(train_rows: np.ndarray, seed: int, epoch: int, rank: int, world:
 class Net(nn.Module):
     """Backbone (adapted in place) + head: waveforms → outputs. One module, so DDP syncs both."""
 
-    def __init__(self, backbone, head: nn.Module, layer: str):
+    def __init__(self, backbone, head: nn.Module, layer: str, peft_model: nn.Module | None = None):
         super().__init__()
         self.encoder, self.head, self.layer = backbone.module, head, layer
         self.backbone = backbone  # not a Module: HFBackbone runs self.encoder (its .module) and pools
+        # peft's wrapper saves the adapters; kept out of the module tree, its weights are the encoder's
+        self.__dict__["peft"] = peft_model
 
     def forward(self, waves: list[np.ndarray]) -> torch.Tensor:
         return self.head(self.backbone.pool(waves)[self.layer].float())
@@ -297,7 +299,8 @@ def _load_trainable(net: Net, state: dict[str, torch.Tensor]) -> None:
 
 # -- training ---------------------------------------------------------------------------------
 
-def build(cfg: Config, seed: int, data: Data):  # noqa: ANN201 - the loaded, adapted backbone and its Net
+def build(cfg: Config, seed: int, data: Data) -> Net:
+    """The backbone loaded and adapted (adapters initialised from `seed`), with an untrained head."""
     from embed.hf import load_hf
 
     torch.manual_seed(seed)
@@ -314,14 +317,14 @@ def build(cfg: Config, seed: int, data: Data):  # noqa: ANN201 - the loaded, ada
     except lora_model.AdaptError as err:
         raise SelectionError(str(err)) from None
     outputs = len(probe.encode(cfg, data)[1]) if cfg.task == "probe" else 1
-    net = Net(backbone, head_module(backbone.dim, outputs), (cfg.layer or "last")).to(device)
-    return backbone, peft_model, net
+    return Net(backbone, head_module(backbone.dim, outputs), (cfg.layer or "last"), peft_model).to(device)
 
 
 def train(cfg: Config, data: Data, seed: int) -> Trained:
     device = _device(cfg)
     dist = Distributed.start(device)
-    backbone, peft_model, net = build(cfg, seed, data)
+    net = build(cfg, seed, data)
+    backbone = net.backbone
     max_seconds, chunking = _embedding_settings(cfg)
     if backbone.max_seconds is not None and max_seconds > backbone.max_seconds:
         max_seconds = backbone.max_seconds  # Whisper's 30 s window
@@ -359,7 +362,7 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
         shutil.rmtree(folder, ignore_errors=True)  # finished: the run folder keeps the result
     checkpoint = {"head": net.head.state_dict(), "config": asdict(cfg), "layer": net.layer,
                   "classes": probe.encode(cfg, data)[1] if cfg.task == "probe" else None}
-    files = _adapter_files(peft_model)
+    files = _adapter_files(net.peft)
     info = {"base": cfg.base, "revision": backbone.revision or None, "layer": net.layer,
             "sample_rate": backbone.sample_rate, "max_seconds": max_seconds, "chunking": chunking,
             "adapter_sha256": lora_model.digest_files(files), "rank": cfg.rank, "alpha": cfg.alpha,

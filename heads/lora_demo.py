@@ -3,7 +3,7 @@
 The demo's line for the lora head, cheap enough for `just demo`: the tests' tiny random HuBERT
 (24 kHz, 2 blocks, 32-d; tests/tiny_models.py) saved with `save_pretrained` under
 `$AUDIOLAKE_ROOT/models/tiny-hubert`, embedded as the stored name `tiny-hubert` (short crops),
-a frozen probe on those vectors, one LoRA epoch of the same model on the same split, target and
+a frozen probe on those vectors, two LoRA epochs of the same model on the same split, target and
 layer, and `just compare head=lora`. A random 32-d model shows the machinery and the table, not
 what LoRA buys a real backbone. Reruns reuse the model, the vectors and nothing else.
 """
@@ -23,7 +23,7 @@ class DemoConfig:
     target: str = "label"
     split: str = "default"
     max_seconds: float = 0.25
-    epochs: int = 1
+    epochs: int = 2
     where: str = "culture = 'west'"   # a quarter of the demo: one LoRA epoch in seconds on a CPU
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     engine.finish(embed, engine.run(embed, quiet))
     keys = dict(dataset=cfg.dataset, target=cfg.target, split=cfg.split, where=cfg.where)
     train("probe", backbone=embed.name, **keys)
-    train("lora", backbone=spec, epochs=cfg.epochs, batch_size=16, workers=1, lr=1e-3, **keys)
+    train("lora", backbone=spec, epochs=cfg.epochs, batch_size=8, workers=1, lr=1e-3, head_lr=3e-2, **keys)
     return compare.main([f"dataset={cfg.dataset}", "head=lora", f"target={cfg.target}", f"split={cfg.split}"])
 
 
