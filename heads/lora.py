@@ -428,6 +428,8 @@ def _fit(cfg: Config, data: Data, seed: int, net: Net, model: nn.Module, optimis
          evaluate, state: dict[str, Any], folder: Path, dist: Distributed, autocast, audio: tuple) -> None:
     rate, max_seconds, _chunking = audio
     train_rows = np.flatnonzero(data.part("train"))
+    if len(train_rows) < dist.world:
+        raise SelectionError(f"{len(train_rows)} train clips cannot be shared by {dist.world} processes")
     device = next(net.head.parameters()).device
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
