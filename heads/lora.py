@@ -92,6 +92,9 @@ class Config(Selection):
             if registry.entry(spec).module != "embed.hf":
                 raise ValueError(f"backbone={spec}: head=lora adapts transformers encoders (hf:<id or dir> or "
                                  "an alias of one)")
+            kind, target = registry.split(spec)
+            if kind == "hf" and Path(target).is_dir():  # lora.json names the base for any working directory
+                spec = f"hf:{Path(target).resolve()}"
             self.base, self.backbone = spec, (self.name or registry.default_name(spec),)
         super().__post_init__()
         self.name = self.backbone[0]
