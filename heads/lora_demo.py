@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     cfg = parse_config(DemoConfig, key_values(argv))
     quiet = make_console(stderr=True, quiet=True)
     spec = f"hf:{tiny_hubert()}"
-    embed = EmbedConfig(dataset=cfg.dataset, backbone=spec, max_seconds=cfg.max_seconds, loader_workers=1)
+    embed = EmbedConfig(dataset=cfg.dataset, backbone=spec, max_seconds=cfg.max_seconds, batch_size=32, loader_workers=1)
     engine.finish(embed, engine.run(embed, quiet))
     keys = dict(dataset=cfg.dataset, target=cfg.target, split=cfg.split, where=cfg.where)
     train("probe", backbone=embed.name, **keys)
