@@ -11,6 +11,7 @@ from types import ModuleType
 
 HEADS: dict[str, str] = {
     "dcas": "heads.dcas",
+    "lora": "heads.lora",
     "playlist": "heads.playlist",
     "probe": "heads.probe",
     "scorer": "heads.scorer",
