@@ -1,0 +1,182 @@
+"""`lora:<run_id>`: an `hf:` backbone with a LoRA run's adapter merged into its weights.
+
+The run is found through the `runs` table (head=lora); its folder holds what the LoRA head
+wrote (heads/lora*): `adapter/` (peft's `save_pretrained`), `unfrozen.safetensors` when
+`unfreeze_layers>0` (the fully trained layers, under the base model's key names), and
+`lora.json` naming the base backbone, its revision, the layer the head pooled and
+`adapter_sha256`. The base loads through the ordinary hf loader at the run's revision; the
+unfrozen layers are loaded into it first (they are what the adapters were trained on top of),
+then the adapter is applied with peft and merged, so embedding costs what the base costs.
+
+The adapter's hash is checked against the files before anything loads and is part of the
+vector settings (a name never mixes vectors of two adapters) and of the provenance row.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from embed.backbone import Provenance
+from embed.hf import HFBackbone
+
+PRECISIONS = HFBackbone.precisions
+ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
+UNFROZEN = "unfrozen.safetensors"
+RECORD = "lora.json"
+
+
+@dataclass(frozen=True)
+class LoraRun:
+    run_id: str
+    folder: Path
+    base: str              # the base backbone as the head loaded it: hf:<id or dir>, or an hf alias
+    revision: str          # the base's hub revision the run trained on ("" for a local dir)
+    layer: str             # the stored layer name the head pooled: the default layer to embed
+    adapter_sha256: str
+
+    @property
+    def files(self) -> list[Path]:
+        """The files the adapter hash covers, in hashing order."""
+        return adapter_files(self.folder)
+
+
+def adapter_files(folder: Path) -> list[Path]:
+    unfrozen = folder / UNFROZEN
+    return [folder / name for name in ADAPTER_FILES] + ([unfrozen] if unfrozen.is_file() else [])
+
+
+def adapter_sha256(folder: Path) -> str:
+    """sha256 (hex) over the bytes of adapter/adapter_config.json, adapter/adapter_model.safetensors
+    and, when present, unfrozen.safetensors, one after another in that order: the run's identity
+    as lora.json records it. Remembered by the files' stat, so a job hashes them once."""
+    from embed.file_digest import sha256_of
+
+    return sha256_of(adapter_files(folder))
+
+
+def find_run(run_id: str) -> LoraRun:
+    """The run's row and record; one line (ValueError) for an unknown run, a run of another head,
+    a missing record or adapter file."""
+    import duckdb
+
+    from lake import catalog, paths
+
+    spelling = f"lora:{run_id}"
+    try:
+        found = catalog.connect().execute("SELECT head, path FROM runs WHERE run_id = $r", {"r": run_id}).fetchall()
+    except duckdb.Error:  # no runs at all: the view is not there
+        found = []
+    if not found:
+        raise ValueError(f"{spelling}: run {run_id!r} is not in the runs table (just runs lists them)")
+    head, path = found[0]
+    if head != "lora":
+        raise ValueError(f"{spelling}: run {run_id} is a {head} run, not a LoRA run (head=lora)")
+    folder = paths.root() / (path or "")
+    record_file = folder / RECORD
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        base, layer, digest = record["base"], record["layer"], record["adapter_sha256"]
+    except OSError:
+        raise ValueError(f"{spelling}: {record_file} is missing: the run wrote no LoRA record") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{spelling}: {record_file} is not a LoRA record ({type(err).__name__}: {err})") from None
+    for file in [folder / name for name in ADAPTER_FILES]:
+        if not file.is_file():
+            raise ValueError(f"{spelling}: {file} is missing: the run's adapter is incomplete")
+    return LoraRun(run_id, folder, str(base), str(record.get("revision") or ""), str(layer), str(digest))
+
+
+def verified(run: LoraRun) -> LoraRun:
+    """The run, once its files hash to what lora.json records (a changed adapter would store
+    vectors under the identity of another)."""
+    digest = adapter_sha256(run.folder)
+    if digest != run.adapter_sha256:
+        names = ", ".join(str(f.relative_to(run.folder)) for f in run.files)
+        raise ValueError(f"lora:{run.run_id}: {run.folder}/{{{names}}} hash to {digest[:12]}…, not the "
+                         f"adapter_sha256 {run.adapter_sha256[:12]}… in {run.folder / RECORD}: the adapter "
+                         "changed after training")
+    return run
+
+
+def vector_settings(run_id: str) -> dict[str, str]:
+    """What the vectors depend on beyond the backbone spelling: the adapter (verified now, so a
+    tampered one stops the job before it plans anything) and the base it adapts."""
+    run = verified(find_run(run_id))
+    return {"adapter_sha256": run.adapter_sha256, "base": run.base, "base_revision": run.revision}
+
+
+class LoraBackbone:
+    """An HFBackbone whose module carries the merged adapter; its provenance names the base and
+    the adapter."""
+
+    precisions = PRECISIONS
+
+    def __init__(self, inner: HFBackbone, run: LoraRun):
+        self.inner, self.run = inner, run
+        self.name, self.sample_rate, self.dim = inner.name, inner.sample_rate, inner.dim
+        self.layers, self.max_seconds = inner.layers, inner.max_seconds
+
+    def embed(self, waveforms):
+        return self.inner.embed(waveforms)
+
+    def identity(self) -> dict[str, str]:
+        """The vector settings these weights were loaded for (the worker checks the job's against them)."""
+        return {"adapter_sha256": self.run.adapter_sha256, "base": self.run.base, "base_revision": self.run.revision}
+
+    def provenance(self) -> Provenance:
+        prov = self.inner.provenance()
+        prov.options = {**prov.options, "lora_run": self.run.run_id, "lora_base": self.run.base,
+                        "adapter_sha256": self.run.adapter_sha256}
+        prov.packages = {**prov.packages, **_peft_version()}
+        return prov
+
+
+def _peft_version() -> dict[str, str]:
+    from lake.versions import package_versions
+
+    return package_versions("peft")
+
+
+def merge_adapter(module, run: LoraRun, device: str):
+    """The base module with the run's unfrozen layers loaded, then its adapter merged in."""
+    import torch
+    from peft import PeftModel
+
+    unfrozen = run.folder / UNFROZEN
+    if unfrozen.is_file():
+        from safetensors.torch import load_file
+
+        state, own = load_file(unfrozen, device=str(device)), module.state_dict()
+        unknown = [k for k in state if k not in own]
+        if unknown:
+            raise ValueError(f"{unfrozen}: {len(unknown)} weights the base {run.base} does not have "
+                             f"(e.g. {unknown[0]})")
+        wrong = [k for k in state if state[k].shape != own[k].shape]
+        if wrong:
+            raise ValueError(f"{unfrozen}: {wrong[0]} is {tuple(state[wrong[0]].shape)}, the base's is "
+                             f"{tuple(own[wrong[0]].shape)}")
+        with torch.no_grad():
+            module.load_state_dict(state, strict=False)
+    try:
+        adapted = PeftModel.from_pretrained(module, run.folder / "adapter", torch_device=str(device))
+    except Exception as err:  # peft's own messages: an adapter for other modules or shapes
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{run.folder / 'adapter'}: peft cannot apply it to {run.base}: {first}") from None
+    return adapted.merge_and_unload().eval()
+
+
+def load(request) -> LoraBackbone:
+    from embed import registry
+
+    if request.revision:
+        raise ValueError(f"revision={request.revision}: lora:{request.target} loads its base at the revision the "
+                         "run trained on")
+    run = verified(find_run(request.target))
+    if registry.entry(run.base).module != "embed.hf":
+        raise ValueError(f"lora:{run.run_id}: its base {run.base} is not an hf: backbone; lora: re-embeds hf: "
+                         "bases only")
+    inner = registry.load(run.base, request.layers or run.layer, request.device, request.precision,
+                          request.trust_remote_code, revision=run.revision, name=request.name)
+    inner.module = merge_adapter(inner.module, run, str(inner.device))
+    return LoraBackbone(inner, run)
