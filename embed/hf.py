@@ -91,6 +91,21 @@ class HFBackbone:
                     out[layer][idx] = vectors.float().cpu().numpy()
         return out  # clips too short for one frame stay NaN: the engine records them as failures
 
+    def pool(self, waveforms: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """{layer: [B, dim]} as `embed` computes it, but differentiable (no inference mode, no autocast of
+        its own): a LoRA head trains through exactly the pooling its frozen twin's vectors had."""
+        waves = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waveforms]
+        groups = self._sub_batches(waves)
+        if sum(len(idx) for idx in groups) != len(waves):
+            raise ValueError(f"{self.name}: a clip is too short for one frame")
+        run = self._run_clap if self.kind == "clap" else self._run_encoder
+        pieces: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for idx in groups:
+            for layer, vectors in run([waves[i] for i in idx]).items():
+                pieces[layer].append(vectors)
+        order = torch.tensor([i for idx in groups for i in idx]).argsort()
+        return {layer: torch.cat(parts)[order.to(parts[0].device)] for layer, parts in pieces.items()}
+
     def _sub_batches(self, waves: list[np.ndarray]) -> list[list[int]]:
         usable = [i for i, w in enumerate(waves) if len(w) > 0 and self._frames(len(w)) > 0]
         if self.kind != "encoder" or self.masked:
