@@ -1,7 +1,7 @@
 """`lora:<run_id>`: an `hf:` backbone with a LoRA run's adapter merged into its weights.
 
 The run is found through the `runs` table (head=lora); its folder holds what the LoRA head
-wrote (heads/lora*): `adapter/` (peft's `save_pretrained`), `unfrozen.safetensors` when
+wrote (heads/lora_model.py): `adapter/` (peft's `save_pretrained`), `unfrozen.safetensors` when
 `unfreeze_layers>0` (the fully trained layers, under the base model's key names), and
 `lora.json` naming the base backbone, its revision, the layer the head pooled and
 `adapter_sha256`. The base loads through the ordinary hf loader at the run's revision; the
@@ -19,10 +19,11 @@ from pathlib import Path
 
 from embed.backbone import Provenance
 from embed.hf import HFBackbone
+from lake.errors import one_line
 
 PRECISIONS = HFBackbone.precisions
+# what peft's save_pretrained always writes; the whole layout is the head's (heads/lora_model.py)
 ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
-UNFROZEN = "unfrozen.safetensors"
 RECORD = "lora.json"
 
 
@@ -33,26 +34,7 @@ class LoraRun:
     base: str              # the base backbone as the head loaded it: hf:<id or dir>, or an hf alias
     revision: str          # the base's hub revision the run trained on ("" for a local dir)
     layer: str             # the stored layer name the head pooled: the default layer to embed
-    adapter_sha256: str
-
-    @property
-    def files(self) -> list[Path]:
-        """The files the adapter hash covers, in hashing order."""
-        return adapter_files(self.folder)
-
-
-def adapter_files(folder: Path) -> list[Path]:
-    unfrozen = folder / UNFROZEN
-    return [folder / name for name in ADAPTER_FILES] + ([unfrozen] if unfrozen.is_file() else [])
-
-
-def adapter_sha256(folder: Path) -> str:
-    """sha256 (hex) over the bytes of adapter/adapter_config.json, adapter/adapter_model.safetensors
-    and, when present, unfrozen.safetensors, one after another in that order: the run's identity
-    as lora.json records it. Remembered by the files' stat, so a job hashes them once."""
-    from embed.file_digest import sha256_of
-
-    return sha256_of(adapter_files(folder))
+    adapter_sha256: str    # heads.lora_model.digest of the run folder, as lora.json records it
 
 
 def find_run(run_id: str) -> LoraRun:
@@ -76,11 +58,14 @@ def find_run(run_id: str) -> LoraRun:
     record_file = folder / RECORD
     try:
         record = json.loads(record_file.read_text(encoding="utf-8"))
-        base, layer, digest = record["base"], record["layer"], record["adapter_sha256"]
+        base, layer = record["base"], record["layer"]
+        digest = record.get("adapter_sha256") or record["digest"]  # the head's earlier spelling
     except OSError:
         raise ValueError(f"{spelling}: {record_file} is missing: the run wrote no LoRA record") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{spelling}: {record_file} is not a LoRA record ({type(err).__name__}: {err})") from None
+    except KeyError as err:
+        raise ValueError(f"{spelling}: {record_file} has no {err.args[0]!r}: it is not a LoRA record") from None
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{spelling}: {record_file} is not a LoRA record ({one_line(err)})") from None
     for file in [folder / name for name in ADAPTER_FILES]:
         if not file.is_file():
             raise ValueError(f"{spelling}: {file} is missing: the run's adapter is incomplete")
@@ -90,12 +75,14 @@ def find_run(run_id: str) -> LoraRun:
 def verified(run: LoraRun) -> LoraRun:
     """The run, once its files hash to what lora.json records (a changed adapter would store
     vectors under the identity of another)."""
-    digest = adapter_sha256(run.folder)
-    if digest != run.adapter_sha256:
-        names = ", ".join(str(f.relative_to(run.folder)) for f in run.files)
-        raise ValueError(f"lora:{run.run_id}: {run.folder}/{{{names}}} hash to {digest[:12]}…, not the "
-                         f"adapter_sha256 {run.adapter_sha256[:12]}… in {run.folder / RECORD}: the adapter "
-                         "changed after training")
+    from heads.lora_model import ADAPTER_DIR, UNFROZEN_FILE, digest
+
+    found = digest(run.folder)
+    if found != run.adapter_sha256:
+        names = [f"{ADAPTER_DIR}/"] + ([UNFROZEN_FILE] if (run.folder / UNFROZEN_FILE).is_file() else [])
+        raise ValueError(f"lora:{run.run_id}: {' + '.join(names)} in {run.folder} hash to {found[:12]}…, not the "
+                         f"adapter_sha256 {run.adapter_sha256[:12]}… its {RECORD} records: the adapter changed "
+                         "after training")
     return run
 
 
@@ -138,31 +125,15 @@ def _peft_version() -> dict[str, str]:
     return package_versions("peft")
 
 
-def merge_adapter(module, run: LoraRun, device: str):
-    """The base module with the run's unfrozen layers loaded, then its adapter merged in."""
-    import torch
-    from peft import PeftModel
+def merge_adapter(module, run: LoraRun):
+    """The base module with the run's unfrozen blocks and adapters loaded (heads.lora_model.restore:
+    the unfrozen weights first, as the adapters were trained on top of them), the adapters merged."""
+    from heads.lora_model import restore
 
-    unfrozen = run.folder / UNFROZEN
-    if unfrozen.is_file():
-        from safetensors.torch import load_file
-
-        state, own = load_file(unfrozen, device=str(device)), module.state_dict()
-        unknown = [k for k in state if k not in own]
-        if unknown:
-            raise ValueError(f"{unfrozen}: {len(unknown)} weights the base {run.base} does not have "
-                             f"(e.g. {unknown[0]})")
-        wrong = [k for k in state if state[k].shape != own[k].shape]
-        if wrong:
-            raise ValueError(f"{unfrozen}: {wrong[0]} is {tuple(state[wrong[0]].shape)}, the base's is "
-                             f"{tuple(own[wrong[0]].shape)}")
-        with torch.no_grad():
-            module.load_state_dict(state, strict=False)
     try:
-        adapted = PeftModel.from_pretrained(module, run.folder / "adapter", torch_device=str(device))
-    except Exception as err:  # peft's own messages: an adapter for other modules or shapes
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{run.folder / 'adapter'}: peft cannot apply it to {run.base}: {first}") from None
+        adapted = restore(module, run.folder)
+    except Exception as err:  # AdaptError, peft's or safetensors' own: an adapter for other modules or shapes
+        raise ValueError(f"lora:{run.run_id}: cannot apply {run.folder} to {run.base}: {one_line(err)}") from None
     return adapted.merge_and_unload().eval()
 
 
@@ -178,5 +149,5 @@ def load(request) -> LoraBackbone:
                          "bases only")
     inner = registry.load(run.base, request.layers or run.layer, request.device, request.precision,
                           request.trust_remote_code, revision=run.revision, name=request.name)
-    inner.module = merge_adapter(inner.module, run, str(inner.device))
+    inner.module = merge_adapter(inner.module, run)
     return LoraBackbone(inner, run)

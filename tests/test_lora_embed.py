@@ -1,7 +1,8 @@
 """`backbone=lora:<run_id>`: re-embedding with a LoRA run's adapter merged into its hf: base.
 
 The run is made here the way the LoRA head writes one (peft `save_pretrained` of a tiny HuBERT
-with a few random non-zero `lora_B` weights, `unfrozen.safetensors`, `lora.json`, a `runs` row),
+with a few random non-zero `lora_B` weights, `unfrozen.safetensors`, `lora.json` with the head's
+`heads.lora_model.digest`, a `runs` row),
 and the vectors are checked against a merge done by hand from the saved tensors.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unf
     """A run folder and runs row as the LoRA head writes them."""
     from peft import LoraConfig, get_peft_model
 
-    from heads import record
+    from heads import lora_model, record
 
     folder = paths.runs_dir() / run_id
     model = HubertModel.from_pretrained(base_dir)
@@ -46,13 +47,11 @@ def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unf
             if "lora_B" in name:  # peft starts B at zero: a fresh adapter changes nothing
                 param.copy_(0.5 * torch.randn(param.shape, generator=generator))
     peft_model.save_pretrained(folder / "adapter")
-    files = [folder / "adapter" / "adapter_config.json", folder / "adapter" / "adapter_model.safetensors"]
     if unfrozen:
         noise = 0.3 * torch.randn(trained_in_full.shape, generator=generator)
         save_file({UNFROZEN_KEY: (trained_in_full + noise).contiguous()},
                   folder / "unfrozen.safetensors")
-        files.append(folder / "unfrozen.safetensors")
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    digest = lora_model.digest(folder)
     (folder / "lora.json").write_text(json.dumps({
         "base": f"hf:{base_dir}", "revision": None, "layer": "1", "sample_rate": 24000, "max_seconds": 30.0,
         "adapter_sha256": digest, "rank": RANK, "alpha": ALPHA, "target_modules": TARGETS,
@@ -142,7 +141,7 @@ def test_a_changed_adapter_file_fails_in_one_line(hubert_dir, tiny):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="adapter_model.safetensors.*adapter_sha256") as err:
+    with pytest.raises(ValueError, match=r"lora:r5-lora: adapter/ \+ unfrozen.safetensors in .*r5-lora hash to .* not the adapter_sha256") as err:
         EmbedConfig(dataset="tiny", backbone="lora:r5-lora", device="cpu")
     assert "\n" not in str(err.value) and "changed after training" in str(err.value)
 
@@ -159,3 +158,13 @@ def test_unknown_runs_other_heads_and_missing_files_fail_in_one_line(hubert_dir,
         assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="revision=abc: lora:nope loads its base at the revision the run trained on"):
         EmbedConfig(dataset="tiny", backbone="lora:nope", revision="abc")
+
+
+def test_the_embed_command_says_it_in_one_line(hubert_dir, tiny, capsys):
+    from embed.__main__ import main
+    from lake.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(main, ["dataset=tiny", "backbone=lora:nope", "device=cpu"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "run 'nope' is not in the runs table" in err and "\n" not in err
