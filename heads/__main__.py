@@ -13,7 +13,7 @@ from __future__ import annotations
 from heads import registry
 from heads.data import SelectionError
 from heads.report import terminal
-from heads.train import train_config
+from heads.train import train_config, writes_run
 from lake.cli import UsageError, fail, key_values, make_console, parse_config, run_main
 
 
@@ -32,6 +32,8 @@ def main(argv: list[str]) -> int:
         run = train_config(head, cfg, console)
     except (SelectionError, FileNotFoundError) as err:
         fail(str(err), code=1)
+    if not writes_run():
+        return 0
     seeds = run.metrics["seeds"]["values"]
     title = (f"{head} · {cfg.dataset} · {' ⊕ '.join(cfg.backbone)} · layer {run.row['layer']} · {cfg.target}"
              + (f" · mean ± std of {len(seeds)} seeds" if len(seeds) > 1 else ""))

@@ -111,6 +111,7 @@ class Data:
     memo: dict = field(default_factory=dict, repr=False)  # a head's derived arrays (encoded targets), once per run
     _covered: dict = field(default_factory=dict, repr=False)  # label → digest of another table a head read
     _cache: dict = field(default_factory=dict, repr=False)
+    clips: list = field(default_factory=list, repr=False)  # load_audio: embed.loader.Clip per row, aligned
 
     @property
     def fingerprint(self) -> str:
@@ -351,7 +352,8 @@ def _hashable(values: np.ndarray, arrow: pa.ChunkedArray) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def fingerprint(sel: Selection, names: list[str], columns: list[bytes], layer_of: dict[str, dict[str, str]]) -> str:
+def fingerprint(sel: Selection, names: list[str], columns: list[bytes], layer_of: dict[str, dict[str, str]],
+                embedding_parts: bool = True) -> str:
     """Same selected rows (id, split, the head's columns) and same embedding part files → same hash.
 
     Part files are identified by name, size and a hash of their footer, not of their bytes
@@ -362,7 +364,7 @@ def fingerprint(sel: Selection, names: list[str], columns: list[bytes], layer_of
     digest.update(json.dumps([sel.dataset, sel.split, ",".join(names), layer_of], sort_keys=True).encode())
     for column in columns:
         digest.update(b"\0" + column)
-    for backbone in sel.backbone:
+    for backbone in sel.backbone if embedding_parts else ():
         for part in parts(sel.dataset, backbone):
             digest.update(f"\0{backbone}/{part.name}:{part.stat().st_size}:{_footer_digest(part)}".encode())
     return digest.hexdigest()
@@ -383,9 +385,8 @@ def _drop_nulls(rows: pa.Table, inputs: Inputs) -> tuple[pa.Table, int]:
     return (rows.filter(pa.array(~null)) if null.any() else rows), int(null.sum())
 
 
-def load(sel: Selection, inputs: Inputs = Inputs(), con: duckdb.DuckDBPyConnection | None = None) -> Data:
-    """The selection's rows, the asked-for columns and (per layer, on demand) features."""
-    con = con or catalog.connect()
+def _selected(sel: Selection, inputs: Inputs, con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int, dict[str, str]]:
+    """The selection's rows (NULLs in required columns dropped) and the tracks column types, checked."""
     rows = select_rows(con, sel, inputs)
     if rows.num_rows == 0:
         extra = f" where={sel.where!r}" if sel.where else ""
@@ -401,21 +402,61 @@ def load(sel: Selection, inputs: Inputs = Inputs(), con: duckdb.DuckDBPyConnecti
         if not np.any(split == part):
             raise SelectionError(f"split={sel.split!r} has no {part} rows in the selection "
                                  f"({len(split)} rows: {', '.join(f'{p} {int(np.sum(split == p))}' for p in SPLIT_NAMES)})")
-    layers, layer_of = resolve_layers(sel)
     track_ids = rows.column("track_id").to_numpy(zero_copy_only=False).astype(str)
     repeated = track_ids[1:][track_ids[1:] == track_ids[:-1]]  # sorted: a repeat sits next to itself
     if len(repeated):
         raise SelectionError(f"split={sel.split!r} lists {len(repeated)} track(s) twice (e.g. {repeated[0]}): "
                              "remake it with just split")
-    names = list(dict.fromkeys(inputs.columns.values()))
-    types = _types(con)
+    return rows, dropped, _types(con)
+
+
+def _arrays(rows: pa.Table, names: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[bytes]]:
+    """track ids, split, the named columns, and the bytes the fingerprint hashes."""
+    track_ids = rows.column("track_id").to_numpy(zero_copy_only=False).astype(str)
+    split = rows.column("split").to_numpy(zero_copy_only=False).astype(str)
     columns = {name: rows.column(name).to_numpy() for name in names}
     hashed = [f"{track_ids.dtype.str}:{len(track_ids)}\0".encode() + track_ids.tobytes(),
               f"{split.dtype.str}:{len(split)}\0".encode() + split.tobytes()]
     hashed += [_hashable(columns[name], rows.column(name)) for name in names]
+    return track_ids, split, columns, hashed
+
+
+def load(sel: Selection, inputs: Inputs = Inputs(), con: duckdb.DuckDBPyConnection | None = None) -> Data:
+    """The selection's rows, the asked-for columns and (per layer, on demand) features."""
+    con = con or catalog.connect()
+    rows, dropped, types = _selected(sel, inputs, con)
+    layers, layer_of = resolve_layers(sel)
+    names = list(dict.fromkeys(inputs.columns.values()))
+    track_ids, split, columns, hashed = _arrays(rows, names)
     digest = fingerprint(sel, names, hashed, layer_of)
     data = Data(sel, track_ids, split, columns, {n: types[n] for n in names}, layers, layer_of, {}, dropped, digest)
     data.features(layers[0])  # checks coverage now, not after the first layer has trained
     for backbone in inputs.backbones:
         data.vectors(backbone)
+    return data
+
+
+CLIP_COLUMNS = ("sha256", "shard", "offset", "nbytes", "duration_s")  # where a clip's bytes are (embed.loader.Clip)
+
+
+def load_audio(sel: Selection, layer: str, inputs: Inputs = Inputs(),
+               con: duckdb.DuckDBPyConnection | None = None) -> Data:
+    """The selection for a head that trains on raw audio (LoRA): the same rows and columns as `load`,
+    no stored vectors, and `data.clips` — each row's byte range in its shard, from the `tracks`
+    manifest — for `embed.loader` to read and decode. The fingerprint covers the clips' sha256
+    (the audio itself) instead of embedding parts; `layer` is the one stored layer name trained on."""
+    con = con or catalog.connect()
+    wanted = Inputs({**inputs.columns, **{f"clip {c}": c for c in CLIP_COLUMNS}}, inputs.required, inputs.backbones)
+    rows, dropped, types = _selected(sel, wanted, con)
+    names = list(dict.fromkeys(wanted.columns.values()))
+    track_ids, split, columns, hashed = _arrays(rows, names)
+    layer_of = {layer: {backbone: layer for backbone in sel.backbone}}
+    digest = fingerprint(sel, names, hashed, layer_of, embedding_parts=False)
+    from embed.loader import Clip
+
+    clips = [Clip(t, *values) for t, *values in zip(track_ids.tolist(), *(columns[c].tolist() for c in CLIP_COLUMNS))]
+    own = list(dict.fromkeys(inputs.columns.values()))
+    data = Data(sel, track_ids, split, {n: columns[n] for n in own}, {n: types[n] for n in own}, [layer], layer_of,
+                {}, dropped, digest)
+    data.clips = clips
     return data

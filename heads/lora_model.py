@@ -189,16 +189,18 @@ def restore(model: nn.Module, folder: Path) -> nn.Module:
     return PeftModel.from_pretrained(model, folder / ADAPTER_DIR, is_trainable=False)
 
 
-def digest(folder: Path) -> str:
-    """sha256 over the adapter files and unfrozen.safetensors (names and bytes, in name order)."""
-    folder = Path(folder)
-    files = sorted(p for p in (folder / ADAPTER_DIR).rglob("*") if p.is_file())
-    if (folder / UNFROZEN_FILE).exists():
-        files.append(folder / UNFROZEN_FILE)
+def digest_files(files: dict[str, bytes]) -> str:
+    """sha256 over {path relative to the run folder: bytes} of adapter/ and unfrozen.safetensors, in path order."""
     sha = hashlib.sha256()
-    for path in files:
-        sha.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                sha.update(block)
+    for name in sorted(files):
+        if name.startswith(ADAPTER_DIR + "/") or name == UNFROZEN_FILE:
+            sha.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     return sha.hexdigest()
+
+
+def digest(folder: Path) -> str:
+    """lora.json's `adapter_sha256` of a run folder (or any folder holding the same layout)."""
+    folder = Path(folder)
+    paths = [p for p in (folder / ADAPTER_DIR).rglob("*") if p.is_file()]
+    paths += [folder / UNFROZEN_FILE] if (folder / UNFROZEN_FILE).exists() else []
+    return digest_files({p.relative_to(folder).as_posix(): p.read_bytes() for p in paths})

@@ -37,7 +37,10 @@ through `Trained.artifacts`: {file name: writer}, where `writer(path)` writes th
 into place when the writer returns, so a crash never leaves half a file; seed S of a multi-seed
 run gets `<stem>-seed<S><suffix>`, as its checkpoint gets `model-seed<S>.pt`. Names are plain
 file names that the run folder does not already use (config.json, metrics.json, report.md,
-model*.pt, the plots).
+model*.pt, the plots); a name ending in "/" is a folder (lora's `adapter/`): its writer fills a
+temporary directory that is renamed into place. A head that trains on raw audio rather than stored
+vectors provides `load_data(cfg, inputs) -> Data` (heads.data.load_audio), used instead of
+`heads.data.load`.
 """
 from __future__ import annotations
 
@@ -107,7 +110,8 @@ class Trained:
 
 
 def check_artifact_name(name: str, taken: set[str]) -> str:
-    if (not name or Path(name).name != name or name.startswith(".") or name in RESERVED_FILES
+    """A plain file name, or a folder's name ending in "/" (its writer fills a directory)."""
+    if (not name or Path(name).name != name.removesuffix("/") or name.startswith(".") or name in RESERVED_FILES
             or name in taken or re.fullmatch(r"model(-seed-?\d+)?\.pt", name)):
         raise ValueError(f"artifact {name!r}: a plain file name that the run folder does not already use")
     return name

@@ -66,9 +66,27 @@ def write_folder(folder: Path, config: dict[str, Any], result: dict[str, Any], r
         with atomic.atomic_path(folder / name) as tmp:
             torch.save(checkpoint, tmp)
     for name, writer in (artifacts or {}).items():
+        if name.endswith("/"):
+            _write_dir(folder / name.rstrip("/"), writer)
+            continue
         with atomic.atomic_path(folder / name) as tmp:
             writer(tmp)
     atomic.write_text(report, folder / "report.md")
+
+
+def _write_dir(target: Path, writer: Writer) -> None:
+    """A folder artifact: filled in a temporary directory beside it, then renamed into place."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        writer(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def dumps(obj: Any, sort_keys: bool = True) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from heads import dcas, playlist, probe, retrieval, scorer, semantic_ids
+from heads import dcas, lora, playlist, probe, retrieval, scorer, semantic_ids
 
 HEADS: dict[str, ModuleType] = {
     "dcas": dcas,
+    "lora": lora,
     "playlist": playlist,
     "probe": probe,
     "scorer": scorer,

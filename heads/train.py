@@ -48,7 +48,8 @@ def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
     console = console or make_console(stderr=True, quiet=True)
     module = registry.get(head)
     inputs = module.inputs(cfg)
-    data = load(cfg, inputs)
+    # a head that trains on raw audio (lora) selects the same rows without stored vectors
+    data = module.load_data(cfg, inputs) if hasattr(module, "load_data") else load(cfg, inputs)
     described = module.describe(cfg, data)
     nulls = ", ".join(dict.fromkeys(inputs.columns[k] for k in inputs.required))
     console.print(f"{cfg.dataset}: {len(data.track_ids):,} rows ("
@@ -88,6 +89,8 @@ def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
         "data_fingerprint": data.fingerprint, "created_at": created,
         "path": str(folder.relative_to(paths.root())),
     }
+    if not writes_run():  # torchrun: every rank trained, rank 0 alone records the run
+        return Run(run_id, folder, row, result, data)
     plots = [p.name for p in module.plots(result, data, folder)]
     checkpoints = {("model.pt" if i == 0 else f"model-seed{s}.pt"): t.checkpoint
                    for i, (s, t) in enumerate(zip(seeds, trained))}
@@ -101,6 +104,13 @@ def train_config(head: str, cfg: Any, console: Console | None = None) -> Run:
     record.write_folder(folder, config, result, text, checkpoints, artifacts)
     record.write_row(row)
     return Run(run_id, folder, row, result, data)
+
+
+def writes_run() -> bool:
+    """False on the ranks other than 0 of a distributed (torchrun) job."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _brief(result: dict[str, Any], headline: tuple[Metric, ...]) -> str:
