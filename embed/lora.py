@@ -19,6 +19,7 @@ from pathlib import Path
 
 from embed.backbone import Provenance
 from embed.hf import HFBackbone
+from embed.hf_source import resolve as resolve_source
 from lake.errors import one_line
 
 PRECISIONS = HFBackbone.precisions
@@ -147,7 +148,13 @@ def load(request) -> LoraBackbone:
     if registry.entry(run.base).module != "embed.hf":
         raise ValueError(f"lora:{run.run_id}: its base {run.base} is not an hf: backbone; lora: re-embeds hf: "
                          "bases only")
+    # the run records the revision its base loaded: a hub commit, loaded again; or a local dir's
+    # weight digest, which the dir must still have (an adapter on other weights is another model)
+    local = resolve_source(run.base).local
     inner = registry.load(run.base, request.layers or run.layer, request.device, request.precision,
-                          request.trust_remote_code, revision=run.revision, name=request.name)
+                          request.trust_remote_code, revision="" if local else run.revision, name=request.name)
+    if run.revision and inner.revision != run.revision:
+        raise ValueError(f"lora:{run.run_id}: its base {run.base} now loads weights {inner.revision[:19]}…, not "
+                         f"{run.revision[:19]}… the run trained on")
     inner.module = merge_adapter(inner.module, run)
     return LoraBackbone(inner, run)

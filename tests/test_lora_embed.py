@@ -31,7 +31,8 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 UNFROZEN_KEY = "encoder.layers.1.attention.q_proj.weight"  # trained in full and adapted: order matters
 
 
-def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unfrozen: bool = True) -> Path:
+def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unfrozen: bool = True,
+             revision: str = "") -> Path:
     """A run folder and runs row as the LoRA head writes them."""
     from peft import LoraConfig, get_peft_model
 
@@ -53,7 +54,7 @@ def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unf
                   folder / "unfrozen.safetensors")
     digest = lora_model.digest(folder)
     (folder / "lora.json").write_text(json.dumps({
-        "base": f"hf:{base_dir}", "revision": None, "layer": "1", "sample_rate": 24000, "max_seconds": 30.0,
+        "base": f"hf:{base_dir}", "revision": revision or files_digest(sorted(base_dir.glob("*.safetensors"))), "layer": "1", "sample_rate": 24000, "max_seconds": 30.0,
         "adapter_sha256": digest, "rank": RANK, "alpha": ALPHA, "target_modules": TARGETS,
         "unfreeze_layers": int(unfrozen)}))
     record.write_row({"run_id": run_id, "head": head, "dataset": "tiny", "backbones": [f"hf:{base_dir}"],
@@ -168,3 +169,45 @@ def test_the_embed_command_says_it_in_one_line(hubert_dir, tiny, capsys):
         run_main(main, ["dataset=tiny", "backbone=lora:nope", "device=cpu"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "run 'nope' is not in the runs table" in err and "\n" not in err
+
+
+def test_a_base_whose_weights_changed_since_training_is_refused(hubert_dir, tiny):
+    make_run(hubert_dir, "r8-lora", unfrozen=False, revision="sha256:0123456789abcdef")
+    with pytest.raises(EmbedRefused, match="its base hf:.* now loads weights sha256:.*, not sha256:0123456789ab"):
+        embed("lora:r8-lora")
+
+
+def test_a_run_trained_by_the_lora_head_re_embeds(hubert_dir, tmp_path):
+    """head=lora trains and writes the run; lora:<run_id> then stores what the run's own restore gives."""
+    from lora_lake import tone_lake
+
+    from embed.hf import load_hf
+    from heads import lora as lora_head
+    from heads import lora_model
+    from heads.train import train_config
+    from lake.cli import parse_config
+
+    tone_lake(tmp_path / "tones", per_class=2)
+    cfg = parse_config(lora_head.Config, {"dataset": "tones", "backbone": f"hf:{hubert_dir}", "target": "label",
+                                          "layer": "2", "epochs": "1", "batch_size": "4", "workers": "0",
+                                          "lr": "0.05", "device": "cpu", "unfreeze_layers": "1"})
+    run = train_config("lora", cfg)
+    result = engine.run(EmbedConfig(dataset="tones", backbone=f"lora:{run.run_id}", device="cpu", loader_workers=0))
+    assert result.embedded == 4 and not result.failures
+    name = f"lora-{run.run_id}"
+    got = {track: np.asarray(emb, np.float32) for track, emb in catalog.connect().execute(
+        "SELECT track_id, emb FROM embeddings WHERE backbone = $b AND layer = '2'", {"b": name}).fetchall()}
+    base = load_hf(f"hf:{hubert_dir}", layers="2")
+    restored = load_hf(f"hf:{hubert_dir}", layers="2")
+    restored.module = lora_model.restore(restored.module, run.folder).eval()
+    clips = engine.dataset_clips("tones")
+    from embed.loader import BatchDataset
+
+    reader = BatchDataset(paths.root(), [], base.sample_rate, 30.0, "crop")
+    for clip in [c for shard in clips.values() for c in shard]:
+        wave = reader.one(clip).chunks[0]
+        np.testing.assert_allclose(got[clip.track_id], restored.embed([wave])["2"][0], atol=1e-4)
+        assert np.abs(got[clip.track_id] - base.embed([wave])["2"][0]).max() > 1e-3
+    row = store.read_backbone(name)
+    assert json.loads(row["settings"])["adapter_sha256"] == json.loads((run.folder / "lora.json").read_text())[
+        "adapter_sha256"]
