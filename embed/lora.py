@@ -33,7 +33,7 @@ class LoraRun:
     run_id: str
     folder: Path
     base: str              # the base backbone as the head loaded it: hf:<id or dir>, or an hf alias
-    revision: str          # the base's hub revision the run trained on ("" for a local dir)
+    revision: str          # what the base loaded as: a hub commit, or a local dir's weight digest
     layer: str             # the stored layer name the head pooled: the default layer to embed
     adapter_sha256: str    # heads.lora_model.digest of the run folder, as lora.json records it
 
@@ -59,8 +59,7 @@ def find_run(run_id: str) -> LoraRun:
     record_file = folder / RECORD
     try:
         record = json.loads(record_file.read_text(encoding="utf-8"))
-        base, layer = record["base"], record["layer"]
-        digest = record.get("adapter_sha256") or record["digest"]  # the head's earlier spelling
+        base, layer, digest = record["base"], record["layer"], record["adapter_sha256"]
     except OSError:
         raise ValueError(f"{spelling}: {record_file} is missing: the run wrote no LoRA record") from None
     except KeyError as err:

@@ -82,7 +82,8 @@ def split(backbone: str) -> tuple[str, str]:
         return kind, target
     raise ValueError(
         f"backbone={backbone!r} is not known: use one of {', '.join(known_names())}, or "
-        f"{'|'.join(k for k, e in BACKBONES.items() if e.prefix)}:<hub id or local model dir>")
+        f"{'|'.join(k for k, e in BACKBONES.items() if e.prefix and k != 'lora')}:<hub id or local model dir>, "
+        "or lora:<run_id> (a head=lora run)")
 
 
 def resolve(backbone: str) -> str:
@@ -90,6 +91,8 @@ def resolve(backbone: str) -> str:
     kind, _ = split(backbone)
     if kind == "hf" and backbone == "hf":
         raise ValueError("backbone=hf needs a model: hf:<hub id or local model dir>")
+    if kind == "lora" and backbone == "lora":
+        raise ValueError("backbone=lora needs a run: lora:<run_id> of a head=lora run (just runs lists them)")
     return backbone
 
 

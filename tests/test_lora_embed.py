@@ -151,7 +151,8 @@ def test_unknown_runs_other_heads_and_missing_files_fail_in_one_line(hubert_dir,
     make_run(hubert_dir, "r6-probe", head="probe", unfrozen=False)
     folder = make_run(hubert_dir, "r7-lora", unfrozen=False)
     (folder / "adapter" / "adapter_config.json").unlink()
-    for backbone, expected in [("lora:nope", "run 'nope' is not in the runs table"),
+    for backbone, expected in [("lora", "backbone=lora needs a run: lora:<run_id>"),
+                               ("lora:nope", "run 'nope' is not in the runs table"),
                                ("lora:r6-probe", "r6-probe is a probe run, not a LoRA run"),
                                ("lora:r7-lora", "adapter_config.json is missing")]:
         with pytest.raises(ValueError, match=expected) as err:
