@@ -204,10 +204,12 @@ def epoch_share(train_rows: np.ndarray, seed: int, epoch: int, rank: int, world:
 class Net(nn.Module):
     """Backbone (adapted in place) + head: waveforms → outputs. One module, so DDP syncs both."""
 
-    def __init__(self, backbone, head: nn.Module, layer: str):
+    def __init__(self, backbone, head: nn.Module, layer: str, peft_model: nn.Module | None = None):
         super().__init__()
         self.encoder, self.head, self.layer = backbone.module, head, layer
         self.backbone = backbone  # not a Module: HFBackbone runs self.encoder (its .module) and pools
+        # peft's wrapper saves the adapters; kept out of the module tree, its weights are the encoder's
+        self.__dict__["peft"] = peft_model
 
     def forward(self, waves: list[np.ndarray]) -> torch.Tensor:
         return self.head(self.backbone.pool(waves)[self.layer].float())
@@ -297,10 +299,12 @@ def _load_trainable(net: Net, state: dict[str, torch.Tensor]) -> None:
 
 # -- training ---------------------------------------------------------------------------------
 
-def build(cfg: Config, seed: int, data: Data):  # noqa: ANN201 - the loaded, adapted backbone and its Net
+def build(cfg: Config, seed: int, data: Data) -> Net:
+    """The backbone loaded and adapted (adapters initialised from `seed`), with an untrained head."""
     from embed.hf import load_hf
 
     torch.manual_seed(seed)
+    np.random.seed(seed)  # wav2vec2/HuBERT's training-time time masks draw from numpy's global generator
     device = _device(cfg)
     backbone = load_hf(cfg.base, layers=cfg.layer or "last", device=str(device), revision=cfg.revision)
     if backbone.kind == "clap":
@@ -313,14 +317,14 @@ def build(cfg: Config, seed: int, data: Data):  # noqa: ANN201 - the loaded, ada
     except lora_model.AdaptError as err:
         raise SelectionError(str(err)) from None
     outputs = len(probe.encode(cfg, data)[1]) if cfg.task == "probe" else 1
-    net = Net(backbone, head_module(backbone.dim, outputs), (cfg.layer or "last")).to(device)
-    return backbone, peft_model, net
+    return Net(backbone, head_module(backbone.dim, outputs), (cfg.layer or "last"), peft_model).to(device)
 
 
 def train(cfg: Config, data: Data, seed: int) -> Trained:
     device = _device(cfg)
     dist = Distributed.start(device)
-    backbone, peft_model, net = build(cfg, seed, data)
+    net = build(cfg, seed, data)
+    backbone = net.backbone
     max_seconds, chunking = _embedding_settings(cfg)
     if backbone.max_seconds is not None and max_seconds > backbone.max_seconds:
         max_seconds = backbone.max_seconds  # Whisper's 30 s window
@@ -358,7 +362,7 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
         shutil.rmtree(folder, ignore_errors=True)  # finished: the run folder keeps the result
     checkpoint = {"head": net.head.state_dict(), "config": asdict(cfg), "layer": net.layer,
                   "classes": probe.encode(cfg, data)[1] if cfg.task == "probe" else None}
-    files = _adapter_files(peft_model)
+    files = _adapter_files(net.peft)
     info = {"base": cfg.base, "revision": backbone.revision or None, "layer": net.layer,
             "sample_rate": backbone.sample_rate, "max_seconds": max_seconds, "chunking": chunking,
             "adapter_sha256": lora_model.digest_files(files), "rank": cfg.rank, "alpha": cfg.alpha,
@@ -466,10 +470,10 @@ def _fit(cfg: Config, data: Data, seed: int, net: Net, model: nn.Module, optimis
             optimiser.zero_grad(set_to_none=True)
             accumulated = 0
             state["step"] += 1
-            if after_step is not None:
-                after_step(state["step"])
             if state["step"] % cfg.checkpoint_every == 0 and not last_of_epoch:
                 _save(folder, net, optimiser, state, dist)
+            if after_step is not None:
+                after_step(state["step"])
         total, count = state["epoch_loss"]
         score = evaluate("val", net, audio, with_loss=True)
         state["history"].append({"epoch": epoch + 1, "train_loss": total / max(count, 1),
@@ -543,6 +547,22 @@ def predict(net: Net, clips: list, audio: tuple, batch_size: int = 8) -> np.ndar
             rows.append(net.head(vectors.to(next(net.head.parameters()).device)).float().cpu().numpy())
     net.train(was_training)
     return np.concatenate(rows)
+
+
+def load_run(folder: Path, device: str = "cpu") -> tuple[Net, tuple[int, float, str]]:
+    """A finished run's model (base + unfrozen blocks + adapters + head), in eval mode, and its audio
+    settings (sample rate, max_seconds, chunking) for `predict`."""
+    from embed.hf import load_hf
+
+    folder = Path(folder)
+    info = json.loads((folder / "lora.json").read_text())
+    saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
+    backbone = load_hf(info["base"], layers=info["layer"], device=device, revision=saved["config"]["revision"])
+    lora_model.restore(backbone.module, folder)
+    head = head_module(backbone.dim, saved["head"]["1.weight"].shape[0])
+    head.load_state_dict(saved["head"])
+    net = Net(backbone, head, info["layer"]).to(device).eval()
+    return net, (info["sample_rate"], info["max_seconds"], info["chunking"])
 
 
 def plots(result: dict[str, Any], data: Data, folder: Path) -> list[Path]:

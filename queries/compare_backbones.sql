@@ -1,13 +1,20 @@
 -- purpose: the latest run of a head per backbone(s) × layer × variant, with the headline metrics the head declared (per-key ones spread as name[key])
 -- $dataset: dataset name
--- $head: head name, e.g. probe or scorer
+-- $head: head name, e.g. probe or scorer; LoRA runs (head lora, task probe|scorer) show beside the frozen
+--        head they adapt, and head=lora shows them with the frozen runs on the same backbone and layer
 -- $target: what the head predicted (a tracks column), or '' for any
 -- $split_name: a split name, or '' for runs on any split
 WITH runs_of_head AS (
     SELECT *, coalesce(metrics ->> '$.variant', '') AS variant
-    FROM runs
+    FROM runs r
     WHERE dataset = $dataset
-      AND head = $head
+      AND (head = $head
+           OR (head = 'lora' AND config ->> '$.task' = $head)
+           OR ($head = 'lora' AND EXISTS (
+                   SELECT 1 FROM runs l
+                   WHERE l.dataset = $dataset AND l.head = 'lora' AND l.config ->> '$.task' = r.head
+                     AND l.backbones = r.backbones AND l.layer = r.layer
+                     AND ($target = '' OR l.target = $target) AND ($split_name = '' OR l.split_name = $split_name))))
       AND ($target = '' OR target = $target)
       AND ($split_name = '' OR split_name = $split_name)
 ),

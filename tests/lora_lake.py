@@ -23,7 +23,7 @@ def tone_lake(folder: Path, dataset: str = "tones", per_class: int = 8, seconds:
     assignment, seen = {}, {}
     for track_id, label in rows:
         n = seen[label] = seen.get(label, -1) + 1
-        assignment[track_id] = "val" if n % 4 == 1 else "test" if n % 4 == 3 and n > 4 else "train"
+        assignment[track_id] = {1: "val", 2: "test"}.get(n % 5, "train")
     write_split(dataset, "default", assignment)
     catalog.refresh()
     return [r[0] for r in rows]

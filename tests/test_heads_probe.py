@@ -171,6 +171,8 @@ def test_every_head_module_is_registered():
     for name, module in HEADS.items():
         assert module.__name__ == f"heads.{name}"
         assert module.HEADLINE and all(isinstance(m, Metric) for m in module.HEADLINE)
+        if name == "lora":  # trains a backbone on audio, which toy_lake has not: tests/test_heads_lora.py builds it
+            continue
         if name == "dcas":  # a recommender needs cultures and interactions, which toy_lake has not
             from tests.dcas_toy import dcas_lake
             dcas_lake("rec", n=60, users_per_culture=2, tracks_per_user=5)
