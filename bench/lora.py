@@ -159,8 +159,10 @@ def main(argv: list[str]) -> int:
         for round_ in range(cfg.rounds):
             for mode in cfg.modes:
                 runs[mode].append(one_run(cfg, mode, work))
-            print(f"round {round_ + 1}: " + ", ".join(f"{m} {runs[m][-1]['clips_per_s']:.2f} clips/s" for m in runs),
-                  flush=True)
+            # every figure as it comes: a run cut short by a time limit still leaves its rounds
+            print(f"round {round_ + 1}: " + "; ".join(
+                f"{m} {r['clips_per_s']:.3f} clips/s, wait {r['wait_share']:.1%}, peak {r['peak_rss_mb']:.0f} MB "
+                f"(training {r['training_mb']:.0f} MB)" for m in runs for r in runs[m][-1:]), flush=True)
         report(cfg, runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
