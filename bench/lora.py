@@ -127,9 +127,9 @@ def report(cfg: BenchConfig, runs: dict[str, list[dict]]) -> None:
     for mode in runs:
         rate = median(mode, "clips_per_s")
         gpu = f"{median(mode, 'cuda_peak_mb'):9.0f}M" if "cuda_peak_mb" in runs[mode][0] else ""
-        print(f"{mode:22}{rate:9.2f}{rate / median(base, 'clips_per_s'):10.2f}x{median(mode, 'wait_share'):10.1%}"
+        print(f"{mode:22}{rate:9.3f}{rate / median(base, 'clips_per_s'):10.2f}x{median(mode, 'wait_share'):10.1%}"
               f"{median(mode, 'peak_rss_mb'):9.0f}M{median(mode, 'training_mb'):9.0f}M"
-              f"{runs[mode][0]['trainable']:12,}  " + " ".join(f"{r['clips_per_s']:.2f}" for r in runs[mode])
+              f"{runs[mode][0]['trainable']:12,}  " + " ".join(f"{r['clips_per_s']:.3f}" for r in runs[mode])
               + (f"  cuda peak {gpu}" if gpu else ""))
     print("peak RSS: resource.getrusage ru_maxrss of the run's process (DataLoader workers not counted); "
           "training: that peak minus the RSS once the model was built")
