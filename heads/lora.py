@@ -44,6 +44,7 @@ from torch import nn
 
 from heads import lora_model, metrics, probe, ranking_metrics
 from heads.data import Data, Selection, SelectionError, load_audio
+from heads.lora_stream import ClipSet, Distributed, as_is, batches, epoch_share
 from heads.protocol import Description, Inputs, Metric, Trained
 from lake import atomic, locks, paths
 
@@ -152,53 +153,6 @@ def _scores(cfg: Config, data: Data) -> np.ndarray:
     return values.astype(np.float64)
 
 
-# -- audio ------------------------------------------------------------------------------------
-
-class ClipSet(torch.utils.data.Dataset):
-    """Item i: (i, chunks) of clip i, read and decoded by the embed engine's reader. `crop`: one
-    random window of `max_seconds` from the whole clip (training), else the embedding's own cut."""
-
-    def __init__(self, clips: list, rate: int, max_seconds: float, chunking: str, crop: bool, seed: int, epoch: int):
-        from embed.loader import BatchDataset
-
-        # chunking=mean decodes the whole clip (in max_seconds pieces), which a random crop needs
-        self.reader = BatchDataset(paths.root(), [], rate, max_seconds, "mean" if crop else chunking)
-        self.clips, self.rate, self.max_seconds = clips, rate, max_seconds
-        self.crop, self.seed, self.epoch = crop, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> tuple[int, list[np.ndarray], str | None]:
-        clip = self.clips[index]
-        decoded = self.reader.one(clip)
-        problem = decoded.error or decoded.unread
-        if problem or not self.crop:
-            return index, decoded.chunks, problem and f"{clip.track_id} ({clip.shard}): {problem}"
-        whole = np.concatenate(decoded.chunks)
-        window = int(round(self.max_seconds * self.rate))
-        if len(whole) > window:
-            start = int(np.random.default_rng([self.seed, self.epoch, index]).integers(0, len(whole) - window + 1))
-            whole = whole[start:start + window]
-        return index, [whole], None
-
-
-def _as_is(items: list) -> list:
-    return items
-
-
-def batches(indices: np.ndarray, size: int) -> list[list[int]]:
-    return [indices[i:i + size].tolist() for i in range(0, len(indices), size)]
-
-
-def epoch_share(train_rows: np.ndarray, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:
-    """This rank's clips of the epoch: one shuffle all ranks agree on, dealt round-robin, cut to equal
-    shares (DDP steps in lockstep); the few left over change from epoch to epoch."""
-    order = np.random.default_rng([seed, epoch]).permutation(train_rows)
-    usable = len(order) // world * world
-    return order[rank:usable:world]
-
-
 # -- the model ------------------------------------------------------------------------------
 
 class Net(nn.Module):
@@ -219,36 +173,6 @@ def head_module(dim: int, outputs: int) -> nn.Module:
     # LayerNorm stands in for the frozen probe's standardisation: the pooled states' scale moves as
     # the adapters train, so statistics fixed at the start would go stale.
     return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, outputs))
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
-    backend: str = ""
-
-    @classmethod
-    def start(cls, device: torch.device) -> Distributed:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        import torch.distributed as dist
-
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend)
-        return cls(dist.get_rank(), dist.get_world_size(), backend)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def gather(self, value: Any) -> list[Any]:
-        if self.world == 1:
-            return [value]
-        out: list[Any] = [None] * self.world
-        torch.distributed.all_gather_object(out, value)
-        return out
 
 
 def _device(cfg: Config) -> torch.device:
@@ -428,6 +352,8 @@ def _fit(cfg: Config, data: Data, seed: int, net: Net, model: nn.Module, optimis
          evaluate, state: dict[str, Any], folder: Path, dist: Distributed, autocast, audio: tuple) -> None:
     rate, max_seconds, _chunking = audio
     train_rows = np.flatnonzero(data.part("train"))
+    if len(train_rows) < dist.world:
+        raise SelectionError(f"{len(train_rows)} train clips cannot be shared by {dist.world} processes")
     device = next(net.head.parameters()).device
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
@@ -439,7 +365,7 @@ def _fit(cfg: Config, data: Data, seed: int, net: Net, model: nn.Module, optimis
         plan = batches(share, cfg.batch_size)
         clips = ClipSet(data.clips, rate, max_seconds, "crop", crop=True, seed=seed, epoch=epoch)
         loader = torch.utils.data.DataLoader(
-            clips, batch_sampler=plan[state["batch"]:], collate_fn=_as_is, num_workers=cfg.workers,
+            clips, batch_sampler=plan[state["batch"]:], collate_fn=as_is, num_workers=cfg.workers,
             prefetch_factor=2 if cfg.workers else None, generator=torch.Generator().manual_seed(seed))
         net.train()
         accumulated = 0

@@ -13,7 +13,7 @@ transformer blocks (seed 001's alternative to adapters, and the partial-unfreezi
 The run folder a LoRA run leaves (the contract with `backbone=lora:<run_id>`):
     adapter/                 peft `save_pretrained` (adapter_config.json + adapter_model.safetensors)
     unfrozen.safetensors     the unfrozen blocks' weights under base-model key names (unfreeze_layers > 0)
-    lora.json                base spec, revision, layer, sample rate, max_seconds, `digest` of the two above
+    lora.json                base spec, revision, layer, sample rate, max_seconds, `adapter_sha256` (`digest`) of the two above
 """
 from __future__ import annotations
 

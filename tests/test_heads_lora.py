@@ -131,3 +131,15 @@ def test_two_process_gloo_ddp_trains_on_disjoint_clips(tones, hubert_dir, lake_r
     assert spread["world_size"] == 2 and spread["backend"] == "gloo"
     assert spread["train_clips_by_rank"] == [4, 4] and spread["overlap_between_ranks"] == 0
     assert result["steps"] == 1 and (folder / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_task_scorer_regresses_a_numeric_column_under_bf16_autocast(tones, hubert_dir):
+    # the tones lake has no score: a clip's byte offset in its shard stands in for one (numeric, varied)
+    # and bf16 autocast, which a CPU runs when asked (a CUDA device that has it by default)
+    run = train("lora", backbone=f"hf:{hubert_dir}", task="scorer", epochs=1, precision="bf16",
+                **{**FAST, "target": "offset"})
+    assert set(run.metrics["test"]) >= {"n", "spearman", "mae"} and run.metrics["test"]["n"] == 2
+    assert run.metrics["precision"] == "bf16" and np.isfinite(run.metrics["history"][0]["train_loss"])
+    assert json.loads((run.folder / "lora.json").read_text())["task"] == "scorer"
+    with pytest.raises(SelectionError, match="task=scorer needs a numeric score"):
+        train("lora", backbone=f"hf:{hubert_dir}", task="scorer", epochs=1, **FAST)
