@@ -3,7 +3,7 @@
 Model: a MERT-shaped randomly initialised HuBERT (12 layers × 768, 24 kHz input; bench/embed.py's
 `mert_shaped`), loaded through `hf:<dir>` as head=lora loads it. Data: `clips` 44.1 kHz stereo WAV
 clips of 1.5 × `seconds`, ingested into a scratch lake and streamed as head=lora streams them
-(`heads.lora.ClipSet`: byte-range read from the shards, decode, mono, resample, a random
+(`heads.lora_stream.ClipSet`: byte-range read from the shards, decode, mono, resample, a random
 `seconds` crop) through a DataLoader with `workers` processes. Each mode runs the same batches:
 
 - frozen: the backbone's forward only, under inference mode (what embedding costs per clip);
@@ -218,7 +218,7 @@ def build(cfg: BenchConfig, mode: str, work: Path):
 
 def measure(cfg: BenchConfig, mode: str, work: Path) -> dict:
     from embed.engine import dataset_clips
-    from heads import lora
+    from heads import lora_stream
 
     clips = [c for shard in dataset_clips("clips").values() for c in shard][:cfg.clips]
     backbone, step, trainable = build(cfg, mode, work)
@@ -226,9 +226,9 @@ def measure(cfg: BenchConfig, mode: str, work: Path) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     built_mb = rss_mb()
-    dataset = lora.ClipSet(clips, backbone.sample_rate, cfg.seconds, "crop", crop=True, seed=0, epoch=0)
-    plan = lora.batches(np.arange(len(clips)), cfg.batch_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=plan, collate_fn=lora._as_is,
+    dataset = lora_stream.ClipSet(clips, backbone.sample_rate, cfg.seconds, "crop", crop=True, seed=0, epoch=0)
+    plan = lora_stream.batches(np.arange(len(clips)), cfg.batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=plan, collate_fn=lora_stream.as_is,
                                          num_workers=cfg.workers, prefetch_factor=2 if cfg.workers else None)
     waited = timed_clips = 0.0
     batches = iter(loader)
