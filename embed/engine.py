@@ -67,6 +67,9 @@ class EmbedConfig:
     force: bool = False          # drop this dataset's vectors for the name and recompute
     trust_remote_code: bool | None = None
     revision: str = ""           # hf: backbones: the hub commit to load; an alias defaults to its pin
+    # what the vectors depend on beyond the spelling (a LoRA run's adapter hash): read once here,
+    # since settings_hash() is asked for every stored part
+    backbone_settings: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         paths.check_name("dataset", self.dataset)
@@ -85,6 +88,7 @@ class EmbedConfig:
         self.device = self.work_device()
         self.precision = resolve_precision(self.backbone, self.precision, self.device)
         self.revision = registry.revision_for(self.backbone, self.revision)
+        self.backbone_settings = registry.vector_settings(self.backbone)
 
     def work_device(self) -> str:
         """The device kind the work will run on, decided without asking the driver's hardware
@@ -122,7 +126,7 @@ class EmbedConfig:
                     "precision": self.precision}
         if self.revision:  # only when there is one, so names made before revisions keep their hash
             settings["revision"] = self.revision
-        return settings
+        return {**settings, **self.backbone_settings}  # empty, so unchanged, for most backbones
 
     def settings_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]

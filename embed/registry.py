@@ -54,6 +54,8 @@ BACKBONES: dict[str, Entry] = {
     "musicnn-mtt": Entry("embed.musicnn.backbone", about="musicnn tagger (MagnaTagATune), weights from PyPI"),
     "musicnn-msd": Entry("embed.musicnn.backbone", about="musicnn tagger (Million Song Dataset), weights from PyPI"),
     "hf": Entry("embed.hf", prefix=True, about="any transformers audio encoder: hf:<hub id or local dir>"),
+    "lora": Entry("embed.lora", prefix=True,
+                  about="an hf: backbone with a LoRA run's adapter merged in: lora:<run_id> (head=lora runs)"),
     **{alias: Entry("embed.hf", spec.hub_id, spec.revision, spec.note) for alias, spec in ALIASES.items()},
     "muq": Entry("embed.muq_backbone", "OpenMuQ/MuQ-large-msd-iter", extra="music", prefix=True,
                  about="MuQ music SSL encoder, 24 kHz, hidden layers 0-12, 1024-d"),
@@ -73,7 +75,7 @@ BACKBONES: dict[str, Entry] = {
 
 
 def known_names() -> list[str]:
-    return [name for name in BACKBONES if name != "hf"]
+    return [name for name in BACKBONES if name not in ("hf", "lora")]
 
 
 def split(backbone: str) -> tuple[str, str]:
@@ -85,7 +87,8 @@ def split(backbone: str) -> tuple[str, str]:
         return kind, target
     raise ValueError(
         f"backbone={backbone!r} is not known: use one of {', '.join(known_names())}, or "
-        f"{'|'.join(k for k, e in BACKBONES.items() if e.prefix)}:<hub id or local model dir>")
+        f"{'|'.join(k for k, e in BACKBONES.items() if e.prefix and k != 'lora')}:<hub id or local model dir>, "
+        "or lora:<run_id> (a head=lora run)")
 
 
 def resolve(backbone: str) -> str:
@@ -93,6 +96,8 @@ def resolve(backbone: str) -> str:
     kind, _ = split(backbone)
     if kind == "hf" and backbone == "hf":
         raise ValueError("backbone=hf needs a model: hf:<hub id or local model dir>")
+    if kind == "lora" and backbone == "lora":
+        raise ValueError("backbone=lora needs a run: lora:<run_id> of a head=lora run (just runs lists them)")
     return backbone
 
 
@@ -104,6 +109,8 @@ def default_name(backbone: str) -> str:
     """The name vectors are stored under when the user gives none: the registered name, or the
     model's last path component for `<kind>:<target>` (`hf:/models/my-mert` → `my-mert`)."""
     kind, target = split(backbone)
+    if kind == "lora":  # a run id says which run, not that the vectors are adapted ones
+        return f"lora-{name_from_path(target)}"
     return name_from_path(target, fallback=f"{kind}-model") if target else kind
 
 
@@ -121,12 +128,22 @@ def revision_for(backbone: str, revision: str) -> str:
     """The hub revision a backbone loads: the one given, else its entry's reviewed pin."""
     kind, target = split(backbone)
     spec = BACKBONES[kind]
+    if kind == "lora" and revision:
+        raise ValueError(f"revision={revision}: {backbone} loads its base at the revision the run trained on")
     if not spec.loads_checkpoint:
         if revision:
             raise ValueError(f"revision={revision}: {backbone} loads no hub checkpoint; only backbones that do "
                              "(hf:, muq, campplus, ...) take a revision")
         return ""
     return revision or ("" if target else spec.revision)
+
+
+def vector_settings(backbone: str) -> dict[str, str]:
+    """What a backbone's vectors depend on beyond its spelling, when its module says (a LoRA
+    run's adapter hash); {} for most. ValueError in one line when it cannot be told."""
+    kind, target = split(backbone)
+    settings = getattr(backbone_module(backbone), "vector_settings", None)
+    return dict(settings(target)) if settings and target else {}
 
 
 def load(backbone: str, layers: str, device: str, precision: str,

@@ -127,6 +127,14 @@ def load_model(settings: ShardSettings) -> Backbone:
                               settings.trust_remote_code, settings.revision)
     except ValueError as err:  # an option this model cannot honour, e.g. a layer it does not have
         raise EmbedRefused(f"{settings.backbone}: {one_line(err)}") from None
+    # A backbone that knows what its weights are (a LoRA run's adapter) must be the one the job
+    # planned with: vectors of another adapter must not land under this job's settings hash.
+    identity = model.identity() if hasattr(model, "identity") else {}
+    planned = settings.vector_settings()
+    changed = [key for key, value in identity.items() if planned.get(key) != value]
+    if changed:
+        raise EmbedRefused(f"{settings.backbone}: {changed[0]} is now {identity[changed[0]]}, but the job was planned "
+                           f"with {planned.get(changed[0])}: run it again")
     limit = getattr(model, "max_seconds", None)
     if limit and settings.max_seconds > limit:
         raise EmbedRefused(f"{settings.backbone} takes at most {limit:g} s per input: pass max_seconds={limit:g} "

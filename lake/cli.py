@@ -89,7 +89,7 @@ def _convert(key: str, raw: str, annotation: Any) -> Any:
 
 def parse_config(cls: type[T], pairs: dict[str, str], ignore: tuple[str, ...] = ()) -> T:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # init=False: derived, never given
     unknown = [k for k in pairs if k not in fields and k not in ignore]
     if unknown:
         raise UsageError(
