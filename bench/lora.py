@@ -7,7 +7,7 @@ clips of 1.5 × `seconds`, ingested into a scratch lake and streamed as head=lor
 `seconds` crop) through a DataLoader with `workers` processes. Each mode runs the same batches:
 
 - frozen: the backbone's forward only, under inference mode (what embedding costs per clip);
-- lora:   `heads.lora_model.adapt` (rank, alpha on q/k/v/out) + head=lora's Net (pooled layer →
+- lora:   `heads.adapters.adapt` (rank, alpha on q/k/v/out) + head=lora's Net (pooled layer →
           LayerNorm → Linear), forward, backward, AdamW step — head=lora's own step;
 - full:   the same Net with every backbone weight trainable (full fine-tuning).
 
@@ -184,7 +184,8 @@ def peak_rss_mb() -> float:
 def build(cfg: BenchConfig, mode: str, work: Path):
     """(backbone, step(waves) -> None, trainable count) for one mode, as head=lora builds its model."""
     from embed.hf import load_hf
-    from heads import lora, lora_model
+    from embed import adapters
+    from heads import lora
 
     torch.manual_seed(0)
     backbone = load_hf(f"hf:{work / 'model'}", layers=LAYER, device=cfg.device)
@@ -196,7 +197,7 @@ def build(cfg: BenchConfig, mode: str, work: Path):
                 backbone.embed(waves)
         return backbone, step, 0
     if mode == "lora":
-        lora_model.adapt(backbone.module, lora_model.Settings(rank=cfg.rank, alpha=cfg.alpha))
+        adapters.adapt(backbone.module, adapters.Settings(rank=cfg.rank, alpha=cfg.alpha))
     else:
         backbone.module.requires_grad_(True)
     net = lora.Net(backbone, lora.head_module(backbone.dim, 10), LAYER).to(backbone.device)

@@ -1,7 +1,7 @@
 """`lora:<run_id>`: an `hf:` backbone with a LoRA run's adapter merged into its weights.
 
 The run is found through the `runs` table (head=lora); its folder holds what the LoRA head
-wrote (heads/lora_model.py): `adapter/` (peft's `save_pretrained`), `unfrozen.safetensors` when
+wrote (embed/adapters.py): `adapter/` (peft's `save_pretrained`), `unfrozen.safetensors` when
 `unfreeze_layers>0` (the fully trained layers, under the base model's key names), and
 `lora.json` naming the base backbone, its revision, the layer the head pooled and
 `adapter_sha256`. The base loads through the ordinary hf loader at the run's revision; the
@@ -23,7 +23,7 @@ from embed.hf_source import resolve as resolve_source
 from lake.errors import one_line
 
 PRECISIONS = HFBackbone.precisions
-# what peft's save_pretrained always writes; the whole layout is the head's (heads/lora_model.py)
+# what peft's save_pretrained always writes; the whole layout is defined in embed/adapters.py
 ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
 RECORD = "lora.json"
 
@@ -35,7 +35,7 @@ class LoraRun:
     base: str              # the base backbone as the head loaded it: hf:<id or dir>, or an hf alias
     revision: str          # what the base loaded as: a hub commit, or a local dir's weight digest
     layer: str             # the stored layer name the head pooled: the default layer to embed
-    adapter_sha256: str    # heads.lora_model.digest of the run folder, as lora.json records it
+    adapter_sha256: str    # embed.adapters.digest of the run folder, as lora.json records it
 
 
 def find_run(run_id: str) -> LoraRun:
@@ -75,7 +75,7 @@ def find_run(run_id: str) -> LoraRun:
 def verified(run: LoraRun) -> LoraRun:
     """The run, once its files hash to what lora.json records (a changed adapter would store
     vectors under the identity of another)."""
-    from heads.lora_model import ADAPTER_DIR, UNFROZEN_FILE, digest
+    from embed.adapters import ADAPTER_DIR, UNFROZEN_FILE, digest
 
     found = digest(run.folder)
     if found != run.adapter_sha256:
@@ -126,9 +126,9 @@ def _peft_version() -> dict[str, str]:
 
 
 def merge_adapter(module, run: LoraRun):
-    """The base module with the run's unfrozen blocks and adapters loaded (heads.lora_model.restore:
+    """The base module with the run's unfrozen blocks and adapters loaded (embed.adapters.restore:
     the unfrozen weights first, as the adapters were trained on top of them), the adapters merged."""
-    from heads.lora_model import restore
+    from embed.adapters import restore
 
     try:
         adapted = restore(module, run.folder)

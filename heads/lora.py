@@ -15,7 +15,7 @@ and this run differ only in the adapted weights, which is what `just compare` li
 
 Training: AdamW with `lr` for the backbone's trainable weights and `head_lr` for the head,
 `grad_accum` batches per step, bf16 autocast where the device has it. After the first backward
-every trainable weight must have a gradient, after the second a non-zero one (heads.lora_model).
+every trainable weight must have a gradient, after the second a non-zero one (embed.adapters).
 A checkpoint (trainable weights, head, optimiser, step, position in the epoch, RNG states, the best
 state on val so far) is written every `checkpoint_every` steps and after each epoch into a working
 folder keyed by the config and the data fingerprint: the same command after a kill resumes from it
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from heads import lora_model, metrics, probe, ranking_metrics
+from embed import adapters
+from heads import metrics, probe, ranking_metrics
 from heads.data import Data, Selection, SelectionError, load_audio
 from heads.lora_stream import ClipSet, Distributed, as_is, batches, epoch_share
 from heads.protocol import Description, Inputs, Metric, Trained
@@ -120,9 +121,9 @@ class Config(Selection):
     def variant(self) -> str:
         return f"lora r{self.rank}" + (f" +{self.unfreeze_layers} blocks" if self.unfreeze_layers else "")
 
-    def settings(self) -> lora_model.Settings:
+    def settings(self) -> adapters.Settings:
         targets = tuple(t.strip() for t in self.target_modules.split(",") if t.strip())
-        return lora_model.Settings(self.rank, self.alpha, self.dropout, targets, self.unfreeze_layers,
+        return adapters.Settings(self.rank, self.alpha, self.dropout, targets, self.unfreeze_layers,
                                    self.gradient_checkpointing)
 
 
@@ -240,8 +241,8 @@ def build(cfg: Config, seed: int, data: Data) -> Net:
         if hasattr(backbone.module.config, key):
             setattr(backbone.module.config, key, 0.0)
     try:
-        peft_model = lora_model.adapt(backbone.module, cfg.settings())
-    except lora_model.AdaptError as err:
+        peft_model = adapters.adapt(backbone.module, cfg.settings())
+    except adapters.AdaptError as err:
         raise SelectionError(str(err)) from None
     outputs = len(probe.encode(cfg, data)[1]) if cfg.task == "probe" else 1
     return Net(backbone, head_module(backbone.dim, outputs), (cfg.layer or "last"), peft_model).to(device)
@@ -292,13 +293,13 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
     files = _adapter_files(net.peft)
     info = {"base": cfg.base, "revision": backbone.revision or None, "layer": net.layer,
             "sample_rate": backbone.sample_rate, "max_seconds": max_seconds, "chunking": chunking,
-            "adapter_sha256": lora_model.digest_files(files), "rank": cfg.rank, "alpha": cfg.alpha,
+            "adapter_sha256": adapters.digest_files(files), "rank": cfg.rank, "alpha": cfg.alpha,
             "dropout": cfg.dropout, "target_modules": list(cfg.settings().target_modules
-                                                           or lora_model.default_targets(net.encoder)),
+                                                           or adapters.default_targets(net.encoder)),
             "unfreeze_layers": cfg.unfreeze_layers, "task": cfg.task, "stored_name": cfg.name}
-    artifacts: dict[str, Any] = {lora_model.ADAPTER_DIR + "/": _folder_writer(files, lora_model.ADAPTER_DIR)}
-    if lora_model.UNFROZEN_FILE in files:
-        artifacts[lora_model.UNFROZEN_FILE] = lambda path: path.write_bytes(files[lora_model.UNFROZEN_FILE])
+    artifacts: dict[str, Any] = {adapters.ADAPTER_DIR + "/": _folder_writer(files, adapters.ADAPTER_DIR)}
+    if adapters.UNFROZEN_FILE in files:
+        artifacts[adapters.UNFROZEN_FILE] = lambda path: path.write_bytes(files[adapters.UNFROZEN_FILE])
     artifacts["lora.json"] = lambda path: path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     notes = [f"LoRA rank {cfg.rank}, alpha {cfg.alpha:g} on {', '.join(info['target_modules'])}"
              + (f"; last {cfg.unfreeze_layers} blocks unfrozen" if cfg.unfreeze_layers else "")
@@ -311,7 +312,7 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
 def _adapter_files(peft_model: nn.Module) -> dict[str, bytes]:
     """The run's adapter layout as {relative path: bytes} (written by the run's artifact writers)."""
     with tempfile.TemporaryDirectory() as tmp:
-        lora_model.save(peft_model, Path(tmp))
+        adapters.save(peft_model, Path(tmp))
         return {p.relative_to(tmp).as_posix(): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
 
 
@@ -392,8 +393,8 @@ def _fit(cfg: Config, data: Data, seed: int, net: Net, model: nn.Module, optimis
                 continue
             if state["step"] < 2:  # the first backward: no None; the second: no zero (LoRA's B starts at 0)
                 try:
-                    lora_model.check_gradients(net.encoder, nonzero=state["step"] == 1)
-                except lora_model.AdaptError as err:
+                    adapters.check_gradients(net.encoder, nonzero=state["step"] == 1)
+                except adapters.AdaptError as err:
                     raise SelectionError(str(err)) from None
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
@@ -487,7 +488,7 @@ def load_run(folder: Path, device: str = "cpu") -> tuple[Net, tuple[int, float, 
     info = json.loads((folder / "lora.json").read_text())
     saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
     backbone = load_hf(info["base"], layers=info["layer"], device=device, revision=saved["config"]["revision"])
-    lora_model.restore(backbone.module, folder)
+    adapters.restore(backbone.module, folder)
     head = head_module(backbone.dim, saved["head"]["1.weight"].shape[0])
     head.load_state_dict(saved["head"])
     net = Net(backbone, head, info["layer"]).to(device).eval()

@@ -15,7 +15,8 @@ import torch
 
 import lora_lake
 from embed.hf import load_hf
-from heads import compare, lora, lora_model
+from embed import adapters
+from heads import compare, lora
 from embed import engine
 from embed.engine import EmbedConfig
 from heads.data import SelectionError
@@ -41,12 +42,12 @@ def test_a_lora_run_lowers_the_loss_and_changes_only_adapters_and_head(tones, hu
     info = json.loads((run.folder / "lora.json").read_text())
     assert info["base"] == f"hf:{hubert_dir}" and info["layer"] == "last" and info["sample_rate"] == 24000
     assert info["target_modules"] == ["q_proj", "k_proj", "v_proj", "out_proj"] and info["unfreeze_layers"] == 0
-    assert info["adapter_sha256"] == lora_model.digest(run.folder)
+    assert info["adapter_sha256"] == adapters.digest(run.folder)
     assert (run.folder / "adapter" / "adapter_config.json").exists() and not (run.folder / "unfrozen.safetensors").exists()
     # the base weights the adapters ride on are bitwise those of the checkpoint
     net, _ = lora.load_run(run.folder)
     before = base_weights(hubert_dir)
-    after = {lora_model._base_name(k): v for k, v in net.encoder.state_dict().items() if "lora_" not in k}
+    after = {adapters._base_name(k): v for k, v in net.encoder.state_dict().items() if "lora_" not in k}
     assert set(after) == set(before)
     assert all(torch.equal(after[k], before[k]) for k in before)
     trained_b = [v for k, v in net.encoder.state_dict().items() if "lora_B" in k]
@@ -74,7 +75,7 @@ def test_adapters_reload_and_give_identical_predictions_whisper_with_unfrozen_bl
                 max_seconds=0.25, **FAST)
     assert (run.folder / "unfrozen.safetensors").exists()
     info = json.loads((run.folder / "lora.json").read_text())
-    assert info["unfreeze_layers"] == 1 and info["adapter_sha256"] == lora_model.digest(run.folder)
+    assert info["unfreeze_layers"] == 1 and info["adapter_sha256"] == adapters.digest(run.folder)
     data, net = kept["data"], kept["trained"].estimator
     audio = (16000, 0.25, "crop")
     clips = [data.clips[i] for i in np.flatnonzero(data.part("test"))]

@@ -2,7 +2,7 @@
 
 The run is made here the way the LoRA head writes one (peft `save_pretrained` of a tiny HuBERT
 with a few random non-zero `lora_B` weights, `unfrozen.safetensors`, `lora.json` with the head's
-`heads.lora_model.digest`, a `runs` row),
+`heads.adapters.digest`, a `runs` row),
 and the vectors are checked against a merge done by hand from the saved tensors.
 """
 from __future__ import annotations
@@ -36,7 +36,8 @@ def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unf
     """A run folder and runs row as the LoRA head writes them."""
     from peft import LoraConfig, get_peft_model
 
-    from heads import lora_model, record
+    from embed import adapters
+    from heads import record
 
     folder = paths.runs_dir() / run_id
     model = HubertModel.from_pretrained(base_dir)
@@ -52,7 +53,7 @@ def make_run(base_dir: Path, run_id: str, head: str = "lora", seed: int = 0, unf
         noise = 0.3 * torch.randn(trained_in_full.shape, generator=generator)
         save_file({UNFROZEN_KEY: (trained_in_full + noise).contiguous()},
                   folder / "unfrozen.safetensors")
-    digest = lora_model.digest(folder)
+    digest = adapters.digest(folder)
     (folder / "lora.json").write_text(json.dumps({
         "base": f"hf:{base_dir}", "revision": revision or files_digest(sorted(base_dir.glob("*.safetensors"))), "layer": "1", "sample_rate": 24000, "max_seconds": 30.0,
         "adapter_sha256": digest, "rank": RANK, "alpha": ALPHA, "target_modules": TARGETS,
@@ -184,7 +185,7 @@ def test_a_run_trained_by_the_lora_head_re_embeds(hubert_dir, tmp_path):
 
     from embed.hf import load_hf
     from heads import lora as lora_head
-    from heads import lora_model
+    from embed import adapters
     from heads.train import train_config
     from lake.cli import parse_config
 
@@ -200,7 +201,7 @@ def test_a_run_trained_by_the_lora_head_re_embeds(hubert_dir, tmp_path):
         "SELECT track_id, emb FROM embeddings WHERE backbone = $b AND layer = '2'", {"b": name}).fetchall()}
     base = load_hf(f"hf:{hubert_dir}", layers="2")
     restored = load_hf(f"hf:{hubert_dir}", layers="2")
-    restored.module = lora_model.restore(restored.module, run.folder).eval()
+    restored.module = adapters.restore(restored.module, run.folder).eval()
     clips = engine.dataset_clips("tones")
     from embed.loader import BatchDataset
 

@@ -1,6 +1,6 @@
 """A backbone made trainable: peft LoRA on its attention projections, and/or its last blocks unfrozen.
 
-    from heads.lora_model import Settings, adapt
+    from embed.adapters import Settings, adapt
     model = adapt(backbone.module, Settings(rank=8, alpha=16))       # adapters injected in place
     save(model, folder)                                               # adapter/ (+ unfrozen.safetensors)
     restore(load_hf(...).module, folder)                              # the adapted model again
