@@ -126,7 +126,7 @@ sql *args:
 tables:
     @{{python}} -m lake.tables
 
-# benchmarks: just bench ingest | embed | read_path | near_duplicates | heads (ratios against a baseline)
+# benchmarks: just bench ingest | embed | read_path | near_duplicates | heads | dcas | retrieval | semantic_ids | lora | crash_race (ratios against a baseline)
 bench name *args:
     @{{python}} bench/{{name}}.py "${@:2}"
 
