@@ -27,12 +27,14 @@ from torch import nn
 ADAPTER_DIR = "adapter"
 UNFROZEN_FILE = "unfrozen.safetensors"
 
-# q/k/v/out of self-attention, by config.model_type; anything else falls back to DEFAULT_TARGETS
-# (wav2vec2, HuBERT, MERT, data2vec-audio, WavLM and Whisper's encoder all use these names)
+# q/k/v/out of self-attention, by config.model_type (a model whose config has none, as MuQ's, by
+# its class name in lower case); anything else falls back to DEFAULT_TARGETS (wav2vec2, HuBERT,
+# MERT, data2vec-audio, WavLM and Whisper's encoder all use these names)
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 TARGETS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "clap": ("query", "key", "value"),
     "clap_audio_model": ("query", "key", "value"),
+    "muq": ("linear_q", "linear_k", "linear_v", "linear_out"),  # its wav2vec2-conformer's self_attn (seed 001's)
 }
 TRAINABLE_LAYERS = (nn.Linear, nn.Conv1d)
 
@@ -51,9 +53,12 @@ class Settings:
     gradient_checkpointing: bool = False
 
 
+def model_type(model: nn.Module) -> str:
+    return getattr(getattr(model, "config", None), "model_type", "") or type(model).__name__.lower()
+
+
 def default_targets(model: nn.Module) -> tuple[str, ...]:
-    model_type = getattr(getattr(model, "config", None), "model_type", "")
-    return TARGETS_BY_TYPE.get(model_type, DEFAULT_TARGETS)
+    return TARGETS_BY_TYPE.get(model_type(model), DEFAULT_TARGETS)
 
 
 def check_targets(model: nn.Module, targets: tuple[str, ...]) -> None:
@@ -72,8 +77,8 @@ def blocks(model: nn.Module) -> nn.ModuleList:
     from embed.hf import transformer_blocks
 
     config = model.config
-    count = getattr(config, "encoder_layers", None) if config.model_type == "whisper" else None
-    count = count or getattr(config, "num_hidden_layers", None)
+    count = getattr(config, "encoder_layers", None) if model_type(model) == "whisper" else None
+    count = count or getattr(config, "num_hidden_layers", None) or getattr(config, "encoder_depth", None)  # MuQ
     found = transformer_blocks(model, count) if count else None
     if found is None:
         raise AdaptError(f"unfreeze_layers: cannot find the transformer blocks of {type(model).__name__}")

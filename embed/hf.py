@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
@@ -99,12 +99,7 @@ class HFBackbone:
         if sum(len(idx) for idx in groups) != len(waves):
             raise ValueError(f"{self.name}: a clip is too short for one frame")
         run = self._run_clap if self.kind == "clap" else self._run_encoder
-        pieces: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for idx in groups:
-            for layer, vectors in run([waves[i] for i in idx]).items():
-                pieces[layer].append(vectors)
-        order = torch.tensor([i for idx in groups for i in idx]).argsort()
-        return {layer: torch.cat(parts)[order.to(parts[0].device)] for layer, parts in pieces.items()}
+        return pooled_in_order(waves, groups, run)
 
     def _sub_batches(self, waves: list[np.ndarray]) -> list[list[int]]:
         usable = [i for i, w in enumerate(waves) if len(w) > 0 and self._frames(len(w)) > 0]
@@ -293,6 +288,18 @@ def window_starts(length: int, window: int) -> list[int]:
         return [0]
     n = math.ceil(length / window)
     return [round(i * (length - window) / (n - 1)) for i in range(n)]
+
+
+def pooled_in_order(waves: list[np.ndarray], groups: list[list[int]],
+                    run: Callable[[list[np.ndarray]], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{layer: [B, dim]} of `run` over each sub-batch of clip indices, back in the clips' order
+    (autograd intact: the differentiable `pool` of HF and MuQ backbones)."""
+    pieces: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for idx in groups:
+        for layer, vectors in run([waves[i] for i in idx]).items():
+            pieces[layer].append(vectors)
+    order = torch.tensor([i for idx in groups for i in idx]).argsort()
+    return {layer: torch.cat(parts)[order.to(parts[0].device)] for layer, parts in pieces.items()}
 
 
 def transformer_blocks(module: torch.nn.Module, count: int) -> torch.nn.ModuleList | None:

@@ -33,12 +33,13 @@ import torch
 
 from embed.backbone import Provenance, package_versions
 from embed.extras import import_muq
-from embed.hf import _quiet, choose_layers
+from embed.hf import _quiet, choose_layers, pooled_in_order
 from embed.hf_source import BackboneUnavailable, checkpoint_revision, fetch_checkpoint, files_digest
 
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast around the conformer (MuQ's mel runs in fp32 itself)
 SAMPLE_RATE = 24000
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+MIN_SAMPLES = 4 * 240  # MuQ's front end needs a few mel frames
 
 
 def load(request):
@@ -56,6 +57,7 @@ def load(request):
 class MuQBackbone:
     precisions = PRECISIONS
     sample_rate = SAMPLE_RATE
+    max_seconds = None  # no window of its own (Whisper's is 30 s)
 
     def __init__(self, request, muq, device: torch.device, precision: str):
         self.name, self.device, self.precision = request.name, device, precision
@@ -80,13 +82,25 @@ class MuQBackbone:
         autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
                     if self.precision == "bf16" else nullcontext())
         with torch.inference_mode(), autocast:
-            for idx in equal_length_groups(waves, minimum=4 * 240):  # MuQ needs a few mel frames
-                batch = torch.from_numpy(np.stack([waves[i] for i in idx])).to(self.device)
-                states = self.module(batch, output_hidden_states=True).hidden_states
-                for layer in self.layers:
-                    chosen = states[-1] if layer == "last" else states[int(layer)]
-                    out[layer][idx] = chosen.float().mean(dim=1).cpu().numpy()
+            for idx in equal_length_groups(waves, minimum=MIN_SAMPLES):
+                for layer, vectors in self._run([waves[i] for i in idx]).items():
+                    out[layer][idx] = vectors.cpu().numpy()
         return out  # clips too short for MuQ's front end stay NaN: the engine records them as failures
+
+    def pool(self, waveforms: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """{layer: [B, dim]} as `embed` computes it, but differentiable (no inference mode, no autocast of
+        its own): a LoRA head (head=lora) trains through exactly the pooling its frozen twin's vectors had."""
+        waves = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waveforms]
+        groups = equal_length_groups(waves, minimum=MIN_SAMPLES)
+        if sum(len(idx) for idx in groups) != len(waves):
+            raise ValueError(f"{self.name}: a clip is shorter than MuQ's front end needs ({MIN_SAMPLES} samples)")
+        return pooled_in_order(waves, groups, self._run)
+
+    def _run(self, batch: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Equal-length clips → {layer: mean over frames of that hidden state, fp32}."""
+        states = self.module(torch.from_numpy(np.stack(batch)).to(self.device), output_hidden_states=True).hidden_states
+        return {layer: (states[-1] if layer == "last" else states[int(layer)]).float().mean(dim=1)
+                for layer in self.layers}
 
     def provenance(self) -> Provenance:
         return Provenance(model_id=self.checkpoint.source.model_id, revision=self.revision,
@@ -138,7 +152,7 @@ class MuQMuLanBackbone:
         with torch.inference_mode(), autocast:
             for i, wave in enumerate(waveforms):  # MuQ-MuLan's own loop: one clip at a time
                 wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-                if len(wave) < 4 * 240:
+                if len(wave) < MIN_SAMPLES:
                     continue
                 latents = self.module(wavs=torch.from_numpy(wave)[None].to(self.device))
                 out[i] = latents[0].float().cpu().numpy()

@@ -1,7 +1,8 @@
-"""The lora head: fine-tune an `hf:` backbone (peft LoRA, or its last blocks unfrozen) with a probe or
-scorer head on the pooled hidden states of one layer, streaming the selection's raw audio.
+"""The lora head: fine-tune an `hf:` or `muq` backbone (peft LoRA, or its last blocks unfrozen) with a
+probe or scorer head on the pooled hidden states of one layer, streaming the selection's raw audio.
 
     just train head=lora dataset=demo backbone=hf:/models/mert target=label task=probe
+    just train head=lora dataset=demo backbone=muq layer=6 target=score task=scorer rank=128 alpha=48
     torchrun --nproc_per_node=2 -m heads head=lora dataset=demo backbone=hf:/models/mert target=label
 
 The selection is the heads contract's (split=, where=, select=), read by `heads.data.load_audio`:
@@ -10,7 +11,7 @@ embed engine's own reader (`embed.loader`), resampled to the backbone's rate and
 embedding settings of the stored name (`max_seconds`, `chunking`), so val/test see exactly what
 the frozen vectors saw: train clips get a random `max_seconds` crop each epoch instead (seeded by
 seed, epoch and clip, so a resumed run draws the same crops). The forward and pooling are the
-embedding backbone's own (`HFBackbone.pool`): the frozen probe on stored vectors of the same layer
+embedding backbone's own (`HFBackbone.pool`, `MuQBackbone.pool`): the frozen probe on stored vectors of the same layer
 and this run differ only in the adapted weights, which is what `just compare` lines up.
 
 Training: AdamW with `lr` for the backbone's trainable weights and `head_lr` for the head,
@@ -59,7 +60,7 @@ after_step: Callable[[int], None] | None = None
 class Config(Selection):
     task: Literal["probe", "scorer"] = "probe"   # probe: classify target; scorer: regress the score target
     name: str = ""                   # the stored backbone name this adapts (frozen twin); default from backbone=
-    base: str = ""                   # the backbone spec (hf:...), taken from backbone=
+    base: str = ""                   # the backbone spec (hf:... or muq[:dir]), taken from backbone=
     revision: str = ""               # hub revision of the base model
     rank: int = 8
     alpha: float = 16.0
@@ -90,12 +91,12 @@ class Config(Selection):
                 spec = registry.resolve(spec)
             except ValueError as err:
                 raise ValueError(str(err)) from None
-            if registry.entry(spec).module != "embed.hf":
-                raise ValueError(f"backbone={spec}: head=lora adapts transformers encoders (hf:<id or dir> or "
-                                 "an alias of one)")
             kind, target = registry.split(spec)
-            if kind == "hf" and Path(target).is_dir():  # lora.json names the base for any working directory
-                spec = f"hf:{Path(target).resolve()}"
+            if registry.entry(spec).module != "embed.hf" and kind != "muq":
+                raise ValueError(f"backbone={spec}: head=lora adapts transformers encoders (hf:<id or dir> or "
+                                 "an alias of one) and MuQ (muq or muq:<dir>)")
+            if kind in ("hf", "muq") and target and Path(target).is_dir():  # lora.json names the base for any cwd
+                spec = f"{kind}:{Path(target).resolve()}"
             self.base, self.backbone = spec, (self.name or registry.default_name(spec),)
         super().__post_init__()
         self.name = self.backbone[0]
@@ -227,19 +228,28 @@ def _load_trainable(net: Net, state: dict[str, torch.Tensor]) -> None:
 
 # -- training ---------------------------------------------------------------------------------
 
+def load_base(base: str, layer: str, device: str, revision: str):
+    """The base backbone through the embedding registry's own loader (HFBackbone or MuQBackbone), in
+    fp32 weights: training autocasts itself."""
+    from embed import registry
+
+    return registry.load(base, layer, device, "fp32", None, revision=revision)
+
+
 def build(cfg: Config, seed: int, data: Data) -> Net:
     """The backbone loaded and adapted (adapters initialised from `seed`), with an untrained head."""
-    from embed.hf import load_hf
-
     torch.manual_seed(seed)
     np.random.seed(seed)  # wav2vec2/HuBERT's training-time time masks draw from numpy's global generator
     device = _device(cfg)
-    backbone = load_hf(cfg.base, layers=cfg.layer or "last", device=str(device), revision=cfg.revision)
-    if backbone.kind == "clap":
+    backbone = load_base(cfg.base, cfg.layer or "last", str(device), cfg.revision)
+    if getattr(backbone, "kind", "") == "clap":
         raise SelectionError(f"backbone={cfg.base}: head=lora adapts encoder and Whisper backbones, not CLAP")
-    for key in ("layerdrop", "encoder_layerdrop"):  # a dropped block's adapters would get no gradient
-        if hasattr(backbone.module.config, key):
-            setattr(backbone.module.config, key, 0.0)
+    # a dropped block's adapters would get no gradient; MuQ keeps its conformer's config on the encoder
+    configs = {id(c): c for m in backbone.module.modules() if (c := getattr(m, "config", None)) is not None}
+    for config in configs.values():
+        for key in ("layerdrop", "encoder_layerdrop"):
+            if hasattr(config, key):
+                setattr(config, key, 0.0)
     try:
         peft_model = adapters.adapt(backbone.module, cfg.settings())
     except adapters.AdaptError as err:
@@ -482,12 +492,10 @@ def predict(net: Net, clips: list, audio: tuple, batch_size: int = 8) -> np.ndar
 def load_run(folder: Path, device: str = "cpu") -> tuple[Net, tuple[int, float, str]]:
     """A finished run's model (base + unfrozen blocks + adapters + head), in eval mode, and its audio
     settings (sample rate, max_seconds, chunking) for `predict`."""
-    from embed.hf import load_hf
-
     folder = Path(folder)
     info = json.loads((folder / "lora.json").read_text())
     saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
-    backbone = load_hf(info["base"], layers=info["layer"], device=device, revision=saved["config"]["revision"])
+    backbone = load_base(info["base"], info["layer"], device, saved["config"]["revision"])
     adapters.restore(backbone.module, folder)
     head = head_module(backbone.dim, saved["head"]["1.weight"].shape[0])
     head.load_state_dict(saved["head"])
