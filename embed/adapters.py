@@ -51,6 +51,9 @@ class Settings:
     target_modules: tuple[str, ...] = ()     # empty: the architecture's defaults
     unfreeze_layers: int = 0                 # the last N transformer blocks train in full
     gradient_checkpointing: bool = False
+    # the pooled hidden state is the output of the first N blocks (layer=N); 0: of them all. Blocks
+    # after it never touch the loss: default targets and unfrozen blocks are taken from the first N
+    pooled_blocks: int = 0
 
 
 def model_type(model: nn.Module) -> str:
@@ -94,9 +97,12 @@ def adapt(model: nn.Module, settings: Settings) -> nn.Module:
         raise AdaptError(f"rank={settings.rank}: must be 1 or more")
     targets = tuple(settings.target_modules) or default_targets(model)
     check_targets(model, targets)
-    unfrozen = unfreeze_names(model, settings.unfreeze_layers)
+    modules = list(targets)
+    if settings.pooled_blocks and not settings.target_modules:
+        modules = reachable_targets(model, targets, settings.pooled_blocks)
+    unfrozen = unfreeze_names(model, settings.unfreeze_layers, settings.pooled_blocks)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(targets), bias="none")
+                        target_modules=modules, bias="none")
     peft_model = get_peft_model(model, config)
     for name, param in model.named_parameters():
         if _base_name(name) in unfrozen and "lora_" not in name:
@@ -106,15 +112,36 @@ def adapt(model: nn.Module, settings: Settings) -> nn.Module:
     return peft_model
 
 
-def unfreeze_names(model: nn.Module, count: int) -> set[str]:
-    """Base-model parameter names of the last `count` blocks (before any adapter is injected)."""
+def reachable_targets(model: nn.Module, targets: tuple[str, ...], pooled_blocks: int) -> list[str]:
+    """Full names of the target layers inside the first `pooled_blocks` blocks: with layer=6 of
+    12 (seed 000's middle layers), adapters on blocks 7-12 would get no gradient, and the
+    gradient check would stop the run."""
+    found = list(blocks(model))
+    if pooled_blocks >= len(found):
+        return list(targets)
+    kept = {id(m) for block in found[:pooled_blocks] for m in block.modules()}
+    names = [name for name, module in model.named_modules()
+             if id(module) in kept and isinstance(module, TRAINABLE_LAYERS)
+             and any(name == t or name.endswith("." + t) for t in targets)]
+    if not names:
+        raise AdaptError(f"layer={pooled_blocks}: the first {pooled_blocks} blocks of {type(model).__name__} hold no "
+                         f"{', '.join(targets)}")
+    return names
+
+
+def unfreeze_names(model: nn.Module, count: int, pooled_blocks: int = 0) -> set[str]:
+    """Base-model parameter names of the last `count` blocks the pooled layer passes through
+    (before any adapter is injected)."""
     if count < 0:
         raise AdaptError(f"unfreeze_layers={count}: must be 0 or more")
     if count == 0:
         return set()
-    found = blocks(model)
+    found = list(blocks(model))
+    if pooled_blocks:
+        found = found[:pooled_blocks]
     if count > len(found):
-        raise AdaptError(f"unfreeze_layers={count}: {type(model).__name__} has {len(found)} transformer blocks")
+        raise AdaptError(f"unfreeze_layers={count}: {type(model).__name__} has {len(found)} transformer blocks"
+                         + (f" up to layer={pooled_blocks}" if pooled_blocks else ""))
     chosen = {id(p) for block in list(found)[-count:] for p in block.parameters()}
     return {name for name, p in model.named_parameters() if id(p) in chosen}
 

@@ -124,8 +124,9 @@ class Config(Selection):
 
     def settings(self) -> adapters.Settings:
         targets = tuple(t.strip() for t in self.target_modules.split(",") if t.strip())
+        layer = (self.layer or "last").strip()
         return adapters.Settings(self.rank, self.alpha, self.dropout, targets, self.unfreeze_layers,
-                                   self.gradient_checkpointing)
+                                 self.gradient_checkpointing, pooled_blocks=int(layer) if layer.isdigit() else 0)
 
 
 HEADLINE = (*probe.HEADLINE,
@@ -306,12 +307,15 @@ def train(cfg: Config, data: Data, seed: int) -> Trained:
             "adapter_sha256": adapters.digest_files(files), "rank": cfg.rank, "alpha": cfg.alpha,
             "dropout": cfg.dropout, "target_modules": list(cfg.settings().target_modules
                                                            or adapters.default_targets(net.encoder)),
-            "unfreeze_layers": cfg.unfreeze_layers, "task": cfg.task, "stored_name": cfg.name}
+            "unfreeze_layers": cfg.unfreeze_layers, "task": cfg.task, "stored_name": cfg.name,
+            "adapted_blocks": cfg.settings().pooled_blocks or "all"}
     artifacts: dict[str, Any] = {adapters.ADAPTER_DIR + "/": _folder_writer(files, adapters.ADAPTER_DIR)}
     if adapters.UNFROZEN_FILE in files:
         artifacts[adapters.UNFROZEN_FILE] = lambda path: path.write_bytes(files[adapters.UNFROZEN_FILE])
     artifacts["lora.json"] = lambda path: path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     notes = [f"LoRA rank {cfg.rank}, alpha {cfg.alpha:g} on {', '.join(info['target_modules'])}"
+             + (f" of the first {info['adapted_blocks']} blocks (those layer={net.layer} passes through)"
+                if info["adapted_blocks"] != "all" else "")
              + (f"; last {cfg.unfreeze_layers} blocks unfrozen" if cfg.unfreeze_layers else "")
              + f"; best on val at epoch {best['epoch']}"]
     if state["resumed_from_step"]:

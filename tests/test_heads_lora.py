@@ -116,6 +116,21 @@ def test_adapters_the_pooled_layer_never_reaches_are_an_error_not_silence(tones,
         train("lora", backbone=f"hf:{hubert_dir}", layer="0", epochs=1, **FAST)
 
 
+def test_a_middle_layer_gets_adapters_only_in_the_blocks_it_passes_through(tones, hubert_dir):
+    """layer=1 of 2 blocks: before, the second block's adapters had no gradient and the run stopped."""
+    run = train("lora", backbone=f"hf:{hubert_dir}", layer="1", unfreeze_layers=1, epochs=2, **FAST)
+    info = json.loads((run.folder / "lora.json").read_text())
+    assert info["adapted_blocks"] == 1 and info["layer"] == "1"
+    net, _ = lora.load_run(run.folder)
+    adapted = {k for k in net.encoder.state_dict() if "lora_B" in k}
+    assert adapted and all(".layers.0." in k for k in adapted)
+    assert all(v.abs().sum() > 0 for k, v in net.encoder.state_dict().items() if "lora_B" in k)
+    from safetensors.torch import load_file
+
+    unfrozen = load_file(str(run.folder / "unfrozen.safetensors"))
+    assert unfrozen and all(".layers.0." in k for k in unfrozen)  # the last block the layer passes through
+
+
 def test_two_process_gloo_ddp_trains_on_disjoint_clips(tones, hubert_dir, lake_root):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
