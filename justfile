@@ -50,7 +50,7 @@ demo *args:
     @{{python}} -m heads.score run=latest head=scorer dataset=demo $({{python}} -m heads.clips dataset=demo limit=2 where="{{first_test_song}}")
     @{{python}} -m lake.sql "SELECT track_id, score, rank, speaker_id FROM tracks WHERE dataset = 'demo' AND {{first_test_song}} ORDER BY track_id LIMIT 2"
     @echo "frozen vs LoRA on a tiny random HuBERT (the machinery, not a result; a quarter of the demo):"
-    @{{python}} -m heads.lora_demo dataset=demo 2> /dev/null
+    @{{python}} -m heads.lora_demo dataset=demo
     @# seed 000: DCAS on synthetic interactions (users prefer their own culture), leave-last-out by ts
     @echo "DCAS (OT in za) vs popularity and content cosine on held-out interactions, and the culture probe:"
     @{{python}} -m lake.interactions dataset=demo > /dev/null

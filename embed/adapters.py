@@ -18,6 +18,7 @@ The run folder a LoRA run leaves (the contract with `backbone=lora:<run_id>`):
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,11 @@ def adapt(model: nn.Module, settings: Settings) -> nn.Module:
     unfrozen = unfreeze_names(model, settings.unfreeze_layers, settings.pooled_blocks)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=modules, bias="none")
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft asks transformers 5 for `is_gradient_checkpointing`, which warns that the name is
+        # deprecated on every run: peft's business, not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     for name, param in model.named_parameters():
         if _base_name(name) in unfrozen and "lora_" not in name:
             param.requires_grad_(True)
