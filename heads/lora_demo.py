@@ -1,7 +1,7 @@
 """`python -m heads.lora_demo [dataset=demo] [target=label] [max_seconds=0.25] [where=...]`: frozen vs LoRA in one table.
 
 The demo's line for the lora head, cheap enough for `just demo`: the tests' tiny random HuBERT
-(24 kHz, 2 blocks, 32-d; tests/tiny_models.py) saved with `save_pretrained` under
+(24 kHz, 2 blocks, 32-d; embed/tiny_models.py) saved with `save_pretrained` under
 `$AUDIOLAKE_ROOT/models/tiny-hubert`, embedded as the stored name `tiny-hubert` (short crops),
 a frozen probe on those vectors, two LoRA epochs of the same model on the same split, target and
 layer, and `just compare head=lora`. A random 32-d model shows the machinery and the table, not
@@ -9,7 +9,6 @@ what LoRA buys a real backbone. Reruns reuse the model, the vectors and nothing 
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +28,11 @@ class DemoConfig:
 
 def tiny_hubert() -> Path:
     """The tests' tiny random HuBERT, saved once under the lake's models/ folder."""
+    from embed.tiny_models import hubert
+
     folder = paths.root() / "models" / "tiny-hubert"
     if not (folder / "config.json").exists():
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        import tiny_models
-
-        tiny_models.hubert(folder)
+        hubert(folder)
     return folder
 
 

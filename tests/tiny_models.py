@@ -10,49 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import (ClapConfig, ClapFeatureExtractor, ClapModel, HubertConfig, HubertModel, Wav2Vec2Config,
-                          Wav2Vec2FeatureExtractor, Wav2Vec2Model, WhisperConfig, WhisperFeatureExtractor,
-                          WhisperModel)
+from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, WhisperFeatureExtractor
 
-TINY_ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                    conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
-                    num_conv_pos_embedding_groups=2)
+# the hf encoders live in the package (the demo's LoRA line builds one); re-exported for the tests
+from embed.tiny_models import TINY_ENCODER, hubert, save, wav2vec2, whisper  # noqa: F401
 
 
 def noise(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     return (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate))).astype(np.float32)
-
-
-def save(model, extractor, path: Path) -> Path:
-    torch.manual_seed(0)
-    model.save_pretrained(path)
-    extractor.save_pretrained(path)
-    return path
-
-
-def wav2vec2(path: Path) -> Path:
-    """Layer-norm feature encoder: takes an attention mask, so batches are padded and masked."""
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(**TINY_ENCODER, feat_extract_norm="layer", do_stable_layer_norm=True)
-    extractor = Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True, do_normalize=True)
-    return save(Wav2Vec2Model(config), extractor, path)
-
-
-def hubert(path: Path) -> Path:
-    """MERT-like: 24 kHz, group-norm feature encoder (no usable mask), so equal-length sub-batches."""
-    torch.manual_seed(1)
-    config = HubertConfig(**TINY_ENCODER, feat_extract_norm="group")
-    extractor = Wav2Vec2FeatureExtractor(sampling_rate=24000, return_attention_mask=True, do_normalize=False)
-    return save(HubertModel(config), extractor, path)
-
-
-def whisper(path: Path) -> Path:
-    torch.manual_seed(2)
-    config = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, num_mel_bins=80,
-                           max_source_positions=1500, max_target_positions=32, vocab_size=100, pad_token_id=1,
-                           bos_token_id=0, eos_token_id=2, decoder_start_token_id=0)
-    return save(WhisperModel(config), WhisperFeatureExtractor(feature_size=80), path)
 
 
 def clap(path: Path) -> Path:
