@@ -391,8 +391,17 @@ def _drop_nulls(rows: pa.Table, inputs: Inputs) -> tuple[pa.Table, int]:
     return (rows.filter(pa.array(~null)) if null.any() else rows), int(null.sum())
 
 
-def _selected(sel: Selection, inputs: Inputs, con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, int, dict[str, str]]:
-    """The selection's rows (NULLs in required columns dropped) and the tracks column types, checked."""
+@dataclass
+class _Selected:
+    rows: pa.Table           # NULLs in required columns dropped
+    track_ids: np.ndarray    # str, sorted, each once
+    split: np.ndarray        # str: train | val | test
+    dropped: int
+    types: dict[str, str]    # tracks column → DuckDB type
+
+
+def _selected(sel: Selection, inputs: Inputs, con: duckdb.DuckDBPyConnection) -> _Selected:
+    """The selection's rows and their ids and split, checked, with the tracks column types."""
     rows = select_rows(con, sel, inputs)
     if rows.num_rows == 0:
         extra = f" where={sel.where!r}" if sel.where else ""
@@ -413,29 +422,29 @@ def _selected(sel: Selection, inputs: Inputs, con: duckdb.DuckDBPyConnection) ->
     if len(repeated):
         raise SelectionError(f"split={sel.split!r} lists {len(repeated)} track(s) twice (e.g. {repeated[0]}): "
                              "remake it with just split")
-    return rows, dropped, _types(con)
+    return _Selected(rows, track_ids, split, dropped, _types(con))
 
 
-def _arrays(rows: pa.Table, names: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[bytes]]:
-    """track ids, split, the named columns, and the bytes the fingerprint hashes."""
-    track_ids = rows.column("track_id").to_numpy(zero_copy_only=False).astype(str)
-    split = rows.column("split").to_numpy(zero_copy_only=False).astype(str)
+def _arrays(picked: _Selected, names: list[str]) -> tuple[dict[str, np.ndarray], list[bytes]]:
+    """The named columns, and the bytes the fingerprint hashes."""
+    rows, track_ids, split = picked.rows, picked.track_ids, picked.split
     columns = {name: rows.column(name).to_numpy() for name in names}
     hashed = [f"{track_ids.dtype.str}:{len(track_ids)}\0".encode() + track_ids.tobytes(),
               f"{split.dtype.str}:{len(split)}\0".encode() + split.tobytes()]
     hashed += [_hashable(columns[name], rows.column(name)) for name in names]
-    return track_ids, split, columns, hashed
+    return columns, hashed
 
 
 def load(sel: Selection, inputs: Inputs = Inputs(), con: duckdb.DuckDBPyConnection | None = None) -> Data:
     """The selection's rows, the asked-for columns and (per layer, on demand) features."""
     con = con or catalog.connect()
-    rows, dropped, types = _selected(sel, inputs, con)
+    picked = _selected(sel, inputs, con)
     layers, layer_of = resolve_layers(sel)
     names = list(dict.fromkeys(inputs.columns.values()))
-    track_ids, split, columns, hashed = _arrays(rows, names)
+    columns, hashed = _arrays(picked, names)
     digest = fingerprint(sel, names, hashed, layer_of)
-    data = Data(sel, track_ids, split, columns, {n: types[n] for n in names}, layers, layer_of, {}, dropped, digest)
+    data = Data(sel, picked.track_ids, picked.split, columns, {n: picked.types[n] for n in names}, layers, layer_of,
+                {}, picked.dropped, digest)
     data.features(layers[0])  # checks coverage now, not after the first layer has trained
     for backbone in inputs.backbones:
         data.vectors(backbone)
@@ -453,16 +462,17 @@ def load_audio(sel: Selection, layer: str, inputs: Inputs = Inputs(),
     (the audio itself) instead of embedding parts; `layer` is the one stored layer name trained on."""
     con = con or catalog.connect()
     wanted = Inputs({**inputs.columns, **{f"clip {c}": c for c in CLIP_COLUMNS}}, inputs.required, inputs.backbones)
-    rows, dropped, types = _selected(sel, wanted, con)
+    picked = _selected(sel, wanted, con)
     names = list(dict.fromkeys(wanted.columns.values()))
-    track_ids, split, columns, hashed = _arrays(rows, names)
+    columns, hashed = _arrays(picked, names)
     layer_of = {layer: {backbone: layer for backbone in sel.backbone}}
     digest = fingerprint(sel, names, hashed, layer_of, embedding_parts=False)
     from embed.loader import Clip
 
-    clips = [Clip(t, *values) for t, *values in zip(track_ids.tolist(), *(columns[c].tolist() for c in CLIP_COLUMNS))]
+    clips = [Clip(t, *values)
+             for t, *values in zip(picked.track_ids.tolist(), *(columns[c].tolist() for c in CLIP_COLUMNS))]
     own = list(dict.fromkeys(inputs.columns.values()))
-    data = Data(sel, track_ids, split, {n: columns[n] for n in own}, {n: types[n] for n in own}, [layer], layer_of,
-                {}, dropped, digest)
+    data = Data(sel, picked.track_ids, picked.split, {n: columns[n] for n in own}, {n: picked.types[n] for n in own},
+                [layer], layer_of, {}, picked.dropped, digest)
     data.clips = clips
     return data
