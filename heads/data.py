@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from heads.protocol import Inputs
-from lake import catalog, paths, queries, splits, storage
+from lake import arrow_bytes, catalog, paths, queries, splits, storage
 from lake.embeddings import choose_layer, learned_from, parts, stored_layers
 from lake.embeddings import load as load_embeddings
 from lake.errors import one_line
@@ -127,10 +127,7 @@ class Data:
         """Fold a table the head trains or evaluates on (interactions, a glossary, playlists, text
         vectors, another run's codes) into the fingerprint, so two runs with the same fingerprint
         saw the same data. Idempotent per label: a head called once per seed covers it once."""
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        digest = hashlib.sha256(sink.getvalue()).hexdigest()
+        digest = arrow_bytes.sha256(table)
         if self._covered.setdefault(label, digest) != digest:
             raise SelectionError(f"the {label} table changed while this run was reading it: run again")
 
@@ -351,11 +348,7 @@ def _hashable(values: np.ndarray, arrow: pa.ChunkedArray) -> bytes:
         return f"{text.dtype.str}:{len(text)}\0".encode() + text.tobytes() + (nulls.tobytes() if nulls.any() else b"")
     if values.dtype != object:
         return f"{values.dtype.str}:{len(values)}\0".encode() + values.tobytes()
-    sink = pa.BufferOutputStream()
-    table = pa.table({"v": arrow})
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return arrow_bytes.ipc_bytes(pa.table({"v": arrow}))
 
 
 def fingerprint(sel: Selection, names: list[str], columns: list[bytes], layer_of: dict[str, dict[str, str]],

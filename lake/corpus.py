@@ -8,12 +8,10 @@ playlists that have since changed, naming the `just embed` that retrains them.
 """
 from __future__ import annotations
 
-import hashlib
-
 import duckdb
 import pyarrow as pa
 
-from lake import catalog
+from lake import arrow_bytes, catalog
 
 PLAYLISTS = "playlists"  # the one corpus so far; the digest is spelt "<corpus>:<sha256>"
 
@@ -28,11 +26,7 @@ def playlist_sentences(dataset: str, con: duckdb.DuckDBPyConnection | None = Non
 
 def digest(sentences: pa.Table) -> str:
     """`playlists:<sha256>` of the sentences' Arrow IPC bytes: same playlists, same digest."""
-    sink = pa.BufferOutputStream()
-    table = sentences.combine_chunks()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return f"{PLAYLISTS}:{hashlib.sha256(sink.getvalue()).hexdigest()}"
+    return f"{PLAYLISTS}:{arrow_bytes.sha256(sentences)}"
 
 
 def current_digest(dataset: str) -> str:

@@ -111,6 +111,18 @@ def test_tables_a_head_reads_join_the_fingerprint_once():
         data.interactions()  # the first run's table moved under it
 
 
+def test_a_covered_table_hashes_by_its_rows_not_its_chunks():
+    toy_lake(n=20)
+    table = pa.table({"user": list(range(6)), "weight": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    rechunked = pa.Table.from_batches(table.to_batches(max_chunksize=2))
+    assert rechunked.column("user").num_chunks == 3
+    one, other = load(sel(), LABEL), load(sel(), LABEL)
+    one.cover("interactions", table)
+    other.cover("interactions", rechunked)
+    assert one.fingerprint == other.fingerprint
+    one.cover("interactions", rechunked)  # the same rows read again in other batches: not a change
+
+
 def test_fused_backbones_join_on_track_id_and_concatenate():
     ids = [f"t{i:03d}" for i in range(30)]
     write_tracks("toy", [{"track_id": t, "label": "ab"[i % 2]} for i, t in enumerate(ids)])
