@@ -25,6 +25,9 @@ class Entry:
     about: str = ""       # one line: what it is
     extra: str = ""       # the pip extra its module needs (pip install -e ".[extra]")
     prefix: bool = False  # also spelt `<name>:<hub id or local dir>`
+    # only spelt `<name>:<target>`: what the target is ("a model: hf:<hub id or local model dir>");
+    # the bare name is refused with it, and it is listed as a form, not as a name
+    needs: str = ""
     # "audio": the engine embeds each clip of the shards. Anything else names the lake table the
     # backbone learns from instead (its module's `run` trains it; `python -m embed` dispatches).
     reads: str = "audio"
@@ -53,9 +56,11 @@ BACKBONES: dict[str, Entry] = {
     "logmel": Entry("embed.logmel", about="log-mel statistics baseline, no weights"),
     "musicnn-mtt": Entry("embed.musicnn.backbone", about="musicnn tagger (MagnaTagATune), weights from PyPI"),
     "musicnn-msd": Entry("embed.musicnn.backbone", about="musicnn tagger (Million Song Dataset), weights from PyPI"),
-    "hf": Entry("embed.hf", prefix=True, about="any transformers audio encoder: hf:<hub id or local dir>"),
+    "hf": Entry("embed.hf", prefix=True, about="any transformers audio encoder: hf:<hub id or local dir>",
+                needs="a model: hf:<hub id or local model dir>"),
     "lora": Entry("embed.lora", prefix=True,
-                  about="an hf: backbone with a LoRA run's adapter merged in: lora:<run_id> (head=lora runs)"),
+                  about="an hf: backbone with a LoRA run's adapter merged in: lora:<run_id> (head=lora runs)",
+                  needs="a run: lora:<run_id> of a head=lora run (just runs lists them)"),
     **{alias: Entry("embed.hf", spec.hub_id, spec.revision, spec.note) for alias, spec in ALIASES.items()},
     "muq": Entry("embed.muq_backbone", "OpenMuQ/MuQ-large-msd-iter", extra="music", prefix=True,
                  about="MuQ music SSL encoder, 24 kHz, hidden layers 0-12, 1024-d"),
@@ -75,7 +80,7 @@ BACKBONES: dict[str, Entry] = {
 
 
 def known_names() -> list[str]:
-    return [name for name in BACKBONES if name not in ("hf", "lora")]
+    return [name for name, entry in BACKBONES.items() if not entry.needs]
 
 
 def split(backbone: str) -> tuple[str, str]:
@@ -94,10 +99,8 @@ def split(backbone: str) -> tuple[str, str]:
 def resolve(backbone: str) -> str:
     """Canonical spelling of a backbone argument: a registered name or `<kind>:<hub id or dir>`."""
     kind, _ = split(backbone)
-    if kind == "hf" and backbone == "hf":
-        raise ValueError("backbone=hf needs a model: hf:<hub id or local model dir>")
-    if kind == "lora" and backbone == "lora":
-        raise ValueError("backbone=lora needs a run: lora:<run_id> of a head=lora run (just runs lists them)")
+    if backbone == kind and BACKBONES[kind].needs:
+        raise ValueError(f"backbone={kind} needs {BACKBONES[kind].needs}")
     return backbone
 
 
