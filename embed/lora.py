@@ -37,6 +37,10 @@ class LoraRun:
     layer: str             # the stored layer name the head pooled: the default layer to embed
     adapter_sha256: str    # embed.adapters.digest of the run folder, as lora.json records it
 
+    def vector_settings(self) -> dict[str, str]:
+        """What vectors made with this adapter depend on beyond the backbone spelling."""
+        return {"adapter_sha256": self.adapter_sha256, "base": self.base, "base_revision": self.revision}
+
 
 def find_run(run_id: str) -> LoraRun:
     """The run's row and record; one line (ValueError) for an unknown run, a run of another head,
@@ -89,8 +93,7 @@ def verified(run: LoraRun) -> LoraRun:
 def vector_settings(run_id: str) -> dict[str, str]:
     """What the vectors depend on beyond the backbone spelling: the adapter (verified now, so a
     tampered one stops the job before it plans anything) and the base it adapts."""
-    run = verified(find_run(run_id))
-    return {"adapter_sha256": run.adapter_sha256, "base": run.base, "base_revision": run.revision}
+    return verified(find_run(run_id)).vector_settings()
 
 
 class LoraBackbone:
@@ -109,7 +112,7 @@ class LoraBackbone:
 
     def identity(self) -> dict[str, str]:
         """The vector settings these weights were loaded for (the worker checks the job's against them)."""
-        return {"adapter_sha256": self.run.adapter_sha256, "base": self.run.base, "base_revision": self.run.revision}
+        return self.run.vector_settings()
 
     def provenance(self) -> Provenance:
         prov = self.inner.provenance()
