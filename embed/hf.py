@@ -81,15 +81,9 @@ class HFBackbone:
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         waves = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waveforms]
-        out = {layer: np.full((len(waves), self.dim), np.nan, np.float32) for layer in self.layers}
-        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-                    if self.precision == "bf16" else nullcontext())
-        with torch.inference_mode(), autocast:
-            for idx in self._sub_batches(waves):
-                run = self._run_clap if self.kind == "clap" else self._run_encoder
-                for layer, vectors in run([waves[i] for i in idx]).items():
-                    out[layer][idx] = vectors.float().cpu().numpy()
-        return out  # clips too short for one frame stay NaN: the engine records them as failures
+        run = self._run_clap if self.kind == "clap" else self._run_encoder
+        # clips too short for one frame stay NaN: the engine records them as failures
+        return embed_in_groups(waves, self._sub_batches(waves), run, self.layers, self.dim, self.device, self.precision)
 
     def pool(self, waveforms: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """{layer: [B, dim]} as `embed` computes it, but differentiable (no inference mode, no autocast of
@@ -288,6 +282,20 @@ def window_starts(length: int, window: int) -> list[int]:
         return [0]
     n = math.ceil(length / window)
     return [round(i * (length - window) / (n - 1)) for i in range(n)]
+
+
+def embed_in_groups(waves: list[np.ndarray], groups: list[list[int]],
+                    run: Callable[[list[np.ndarray]], dict[str, torch.Tensor]], layers: Sequence[str], dim: int,
+                    device: torch.device, precision: str) -> dict[str, np.ndarray]:
+    """{layer: float32 [clips, dim]}: `run` over each sub-batch of clip indices under inference mode
+    (and bf16 autocast), rows of clips in no sub-batch left NaN (the backbones' `embed`)."""
+    out = {layer: np.full((len(waves), dim), np.nan, np.float32) for layer in layers}
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    with torch.inference_mode(), autocast:
+        for idx in groups:
+            for layer, vectors in run([waves[i] for i in idx]).items():
+                out[layer][idx] = vectors.float().cpu().numpy()
+    return out
 
 
 def pooled_in_order(waves: list[np.ndarray], groups: list[list[int]],

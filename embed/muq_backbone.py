@@ -33,7 +33,7 @@ import torch
 
 from embed.backbone import Provenance, package_versions
 from embed.extras import import_muq
-from embed.hf import _quiet, choose_layers, pooled_in_order
+from embed.hf import _quiet, choose_layers, embed_in_groups, pooled_in_order
 from embed.hf_source import BackboneUnavailable, checkpoint_revision, fetch_checkpoint, files_digest
 
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast around the conformer (MuQ's mel runs in fp32 itself)
@@ -78,14 +78,9 @@ class MuQBackbone:
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         waves = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waveforms]
-        out = {layer: np.full((len(waves), self.dim), np.nan, np.float32) for layer in self.layers}
-        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-                    if self.precision == "bf16" else nullcontext())
-        with torch.inference_mode(), autocast:
-            for idx in equal_length_groups(waves, minimum=MIN_SAMPLES):
-                for layer, vectors in self._run([waves[i] for i in idx]).items():
-                    out[layer][idx] = vectors.cpu().numpy()
-        return out  # clips too short for MuQ's front end stay NaN: the engine records them as failures
+        # clips too short for MuQ's front end stay NaN: the engine records them as failures
+        return embed_in_groups(waves, equal_length_groups(waves, minimum=MIN_SAMPLES), self._run, self.layers,
+                               self.dim, self.device, self.precision)
 
     def pool(self, waveforms: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """{layer: [B, dim]} as `embed` computes it, but differentiable (no inference mode, no autocast of
